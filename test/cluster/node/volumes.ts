@@ -1,0 +1,164 @@
+// Materializes a pod's volumes as host folders, as the kubelet's volume plugins would.
+import { mkdir, rename, writeFile, chmod } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { V1ConfigMap, V1KeyToPath, V1Pod, V1Secret, V1Volume, V1VolumeProjection } from '@kubernetes/client-node';
+import type { NodeApi } from './api.js';
+import { fieldValue, resourceValue } from './downward.js';
+
+export interface VolumeContext {
+  api: NodeApi;
+  pod: V1Pod;
+  podDir: string;
+  podIP: string;
+  hostIP: string;
+  /** Host folder of a bound PersistentVolumeClaim. */
+  claimPath(namespace: string, claim: string): Promise<string>;
+  /** Called with a timer the caller must clear when the pod stops (token refresh). */
+  onTimer(timer: NodeJS.Timeout): void;
+  log(message: string, fields?: Record<string, unknown>): void;
+}
+
+export class VolumeError extends Error {
+  constructor(readonly reason: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+async function atomicWrite(file: string, content: string | Buffer, mode: number): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, content);
+  await chmod(tmp, mode);
+  await rename(tmp, file);
+}
+
+function keyedFiles(data: Record<string, Buffer>, items: V1KeyToPath[] | undefined, source: string): [string, Buffer, number | undefined][] {
+  if (!items || items.length === 0) return Object.entries(data).map(([k, v]) => [k, v, undefined]);
+  return items.map((item) => {
+    const value = data[item.key];
+    if (value === undefined) throw new VolumeError('KeyNotFound', `${source} has no key ${JSON.stringify(item.key)}`);
+    return [item.path, value, item.mode];
+  });
+}
+
+function secretData(secret: V1Secret): Record<string, Buffer> {
+  const out: Record<string, Buffer> = {};
+  for (const [k, v] of Object.entries(secret.data ?? {})) out[k] = Buffer.from(v, 'base64');
+  for (const [k, v] of Object.entries(secret.stringData ?? {})) out[k] = Buffer.from(v, 'utf8');
+  return out;
+}
+
+function configMapData(cm: V1ConfigMap): Record<string, Buffer> {
+  const out: Record<string, Buffer> = {};
+  for (const [k, v] of Object.entries(cm.data ?? {})) out[k] = Buffer.from(v, 'utf8');
+  for (const [k, v] of Object.entries(cm.binaryData ?? {})) out[k] = Buffer.from(v, 'base64');
+  return out;
+}
+
+async function writeFiles(dir: string, files: [string, Buffer, number | undefined][], defaultMode: number): Promise<void> {
+  await Promise.all(files.map(([path, content, mode]) => atomicWrite(join(dir, path), content, mode ?? defaultMode)));
+}
+
+async function secretFiles(ctx: VolumeContext, name: string, items: V1KeyToPath[] | undefined, optional: boolean | undefined) {
+  const namespace = ctx.pod.metadata?.namespace ?? '';
+  const secret = await ctx.api.secret(namespace, name);
+  if (!secret) {
+    if (optional) return [];
+    throw new VolumeError('SecretNotFound', `secret ${namespace}/${name} not found`);
+  }
+  return keyedFiles(secretData(secret), items, `secret ${namespace}/${name}`);
+}
+
+async function configMapFiles(ctx: VolumeContext, name: string, items: V1KeyToPath[] | undefined, optional: boolean | undefined) {
+  const namespace = ctx.pod.metadata?.namespace ?? '';
+  const cm = await ctx.api.configMap(namespace, name);
+  if (!cm) {
+    if (optional) return [];
+    throw new VolumeError('ConfigMapNotFound', `configmap ${namespace}/${name} not found`);
+  }
+  return keyedFiles(configMapData(cm), items, `configmap ${namespace}/${name}`);
+}
+
+function downwardFiles(ctx: VolumeContext, items: { path: string; fieldRef?: { fieldPath: string }; resourceFieldRef?: { containerName?: string; resource: string }; mode?: number }[]) {
+  return items.map((item): [string, Buffer, number | undefined] => {
+    let value: string;
+    if (item.fieldRef) value = fieldValue(ctx.pod, item.fieldRef.fieldPath, ctx.podIP, ctx.hostIP);
+    else if (item.resourceFieldRef) {
+      const container = ctx.pod.spec?.containers.find((c) => c.name === item.resourceFieldRef?.containerName);
+      value = resourceValue(container, item.resourceFieldRef.resource);
+    } else throw new VolumeError('InvalidDownwardAPI', `downwardAPI item ${item.path} names neither fieldRef nor resourceFieldRef`);
+    return [item.path, Buffer.from(value, 'utf8'), item.mode];
+  });
+}
+
+/** Writes a pod-bound token and refreshes it at 80% of its lifetime, as the kubelet's token manager does. */
+async function serviceAccountToken(ctx: VolumeContext, dir: string, source: NonNullable<V1VolumeProjection['serviceAccountToken']>, mode: number): Promise<void> {
+  const expirationSeconds = source.expirationSeconds ?? 3600;
+  const file = join(dir, source.path);
+  const mint = async (): Promise<void> => {
+    const { token, expiresAt } = await ctx.api.requestToken(ctx.pod, source.audience, expirationSeconds);
+    await atomicWrite(file, token, mode);
+    const refreshIn = Math.max(1000, (expiresAt.getTime() - Date.now()) * 0.8);
+    const timer = setTimeout(() => {
+      mint().catch((err: unknown) => ctx.log('token refresh failed', { err, path: source.path }));
+    }, refreshIn);
+    timer.unref();
+    ctx.onTimer(timer);
+  };
+  await mint();
+}
+
+async function materialize(ctx: VolumeContext, volume: V1Volume, dir: string): Promise<string> {
+  const namespace = ctx.pod.metadata?.namespace ?? '';
+  if (volume.emptyDir) {
+    await mkdir(dir, { recursive: true });
+    return dir;
+  }
+  if (volume.hostPath) {
+    if (volume.hostPath.type === 'DirectoryOrCreate') await mkdir(volume.hostPath.path, { recursive: true });
+    return volume.hostPath.path;
+  }
+  if (volume.persistentVolumeClaim) return ctx.claimPath(namespace, volume.persistentVolumeClaim.claimName);
+  await mkdir(dir, { recursive: true });
+  if (volume.secret) {
+    const files = await secretFiles(ctx, volume.secret.secretName ?? '', volume.secret.items, volume.secret.optional);
+    await writeFiles(dir, files, volume.secret.defaultMode ?? 0o644);
+    return dir;
+  }
+  if (volume.configMap) {
+    const files = await configMapFiles(ctx, volume.configMap.name ?? '', volume.configMap.items, volume.configMap.optional);
+    await writeFiles(dir, files, volume.configMap.defaultMode ?? 0o644);
+    return dir;
+  }
+  if (volume.downwardAPI) {
+    await writeFiles(dir, downwardFiles(ctx, volume.downwardAPI.items ?? []), volume.downwardAPI.defaultMode ?? 0o644);
+    return dir;
+  }
+  if (volume.projected) {
+    const mode = volume.projected.defaultMode ?? 0o644;
+    for (const source of volume.projected.sources ?? []) {
+      if (source.serviceAccountToken) await serviceAccountToken(ctx, dir, source.serviceAccountToken, mode);
+      else if (source.configMap) await writeFiles(dir, await configMapFiles(ctx, source.configMap.name ?? '', source.configMap.items, source.configMap.optional), mode);
+      else if (source.secret) await writeFiles(dir, await secretFiles(ctx, source.secret.name ?? '', source.secret.items, source.secret.optional), mode);
+      else if (source.downwardAPI) await writeFiles(dir, downwardFiles(ctx, source.downwardAPI.items ?? []), mode);
+      else throw new VolumeError('UnsupportedVolume', `projected volume ${volume.name} has a source the process node does not support: ${Object.keys(source).join(', ')}`);
+    }
+    return dir;
+  }
+  const kinds = Object.keys(volume).filter((k) => k !== 'name');
+  throw new VolumeError('UnsupportedVolume', `volume ${volume.name} of type ${kinds.join(', ')} is not supported by the process node (emptyDir, hostPath, persistentVolumeClaim, secret, configMap, downwardAPI, projected are)`);
+}
+
+/** Prepares every volume of the pod; returns volume name → host path. */
+export async function prepareVolumes(ctx: VolumeContext): Promise<Map<string, string>> {
+  const paths = new Map<string, string>();
+  for (const volume of ctx.pod.spec?.volumes ?? []) {
+    try {
+      paths.set(volume.name, await materialize(ctx, volume, join(ctx.podDir, 'volumes', volume.name)));
+    } catch (err) {
+      if (err instanceof VolumeError) throw err;
+      throw new VolumeError('VolumeSetupFailed', `volume ${volume.name}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+  }
+  return paths;
+}
