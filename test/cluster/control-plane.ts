@@ -126,6 +126,11 @@ export class LocalControlPlane {
     for (const proc of [...this.processes].reverse()) await proc.stop(5000);
   }
 
+  /** Components still running (after stop(): none, or something leaked). */
+  runningComponents(): string[] {
+    return this.processes.filter((p) => p.running).map((p) => p.name);
+  }
+
   /** Components that died while the plane was supposed to be running. */
   deadComponents(): string[] {
     return this.processes.filter((p) => !p.running).map((p) => p.name);

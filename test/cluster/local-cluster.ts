@@ -97,6 +97,11 @@ export class LocalCluster implements ClusterSession {
   async stop(): Promise<void> {
     await this.node.stop();
     await this.plane.stop();
+    const leaked = (): string[] => [...this.plane.runningComponents(), ...this.node.leakedProcessGroups().map((pid) => `pod process group ${pid}`)];
+    // SIGKILLed group members may take a moment to be reaped by init.
+    await waitFor('every cluster process to exit', async () => leaked().length === 0, 5000, 100).catch(() => {
+      throw new Error(`processes outlived the local cluster: ${leaked().join(', ')}`);
+    });
     if (this.ownsDir && !process.env.TESSERA_KEEP_CLUSTER_DIR) await rm(this.dir, { recursive: true, force: true });
   }
 }

@@ -22,6 +22,8 @@ export interface PodRunnerContext {
   claimPath(namespace: string, claim: string): Promise<string>;
   /** Restart back-off: the kubelet uses 10 s doubling to 5 min; tests want it shorter. */
   backoff: { initialMs: number; maxMs: number };
+  /** Every container process group started, so the harness can prove none outlives it. */
+  started(pid: number): void;
   log(message: string, fields?: Record<string, unknown>): void;
 }
 
@@ -197,6 +199,7 @@ export class PodRunner {
       slot.restartCount,
     );
     slot.process = proc;
+    if (proc.pid !== undefined) this.ctx.started(proc.pid);
     slot.state = { kind: 'running', startedAt: proc.startedAt, pid: proc.pid };
     slot.started = true;
     const target = { podIP: this.podIP, container: slot.spec, env, mountNamespacePid: slot.spec.volumeMounts?.length ? proc.pid : undefined };

@@ -152,6 +152,7 @@ export class ProcessNode {
         mountNamespaces: this.mountNamespaces,
         claimPath: (ns, claim) => this.claimPath(ns, claim),
         backoff: this.options.backoff ?? { initialMs: 1000, maxMs: 20_000 },
+        started: (pid) => this.startedPids.add(pid),
         log: this.log,
       });
       this.runners.set(uid, runner);
@@ -168,6 +169,19 @@ export class ProcessNode {
   }
 
   private readonly terminating = new Set<string>();
+  private readonly startedPids = new Set<number>();
+
+  /** Container process groups this node started that still have a live member. */
+  leakedProcessGroups(): number[] {
+    return [...this.startedPids].filter((pid) => {
+      try {
+        process.kill(-pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  }
 
   private gone(pod: V1Pod): void {
     const uid = pod.metadata?.uid ?? '';
