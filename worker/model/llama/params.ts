@@ -1,0 +1,116 @@
+// Where each tensor of a graph comes from: base weights are baked in as initializers unless
+// they are fed (trained parameters, weights that change between runs); LoRA factors and masks
+// are always inputs so adapters and sparsity patterns switch without rebuilding a session.
+import * as nn from '../../onnx/index.js';
+import { allLinearPaths, type LlamaConfig } from './config.js';
+import { type WeightMap, weightSpecs } from './weights.js';
+
+export interface ParamOptions {
+  /** Base weights to bake in; may be omitted when every weight is fed. */
+  weights?: WeightMap;
+  /** Base weight names fed as graph inputs instead of initializers, or 'all'. */
+  feed?: readonly string[] | 'all';
+  /** Linear module paths (model.layers.0.self_attn.q_proj) that get a LoRA branch. */
+  lora?: readonly string[];
+  /** Linear module paths whose base weight is multiplied by a mask input `${path}.weight_mask`. */
+  weightMasks?: readonly string[];
+  /** Linear module paths whose LoRA delta B·A is multiplied by a mask input `${path}.lora_mask`. */
+  loraMasks?: readonly string[];
+}
+
+/** Input names of a module's LoRA branch; A is [r, in], B is [out, r], scaling a float32 scalar. */
+export function loraInputNames(path: string): { A: string; B: string; scaling: string } {
+  return { A: `${path}.lora_A.weight`, B: `${path}.lora_B.weight`, scaling: `${path}.lora_scaling` };
+}
+
+export const weightMaskName = (path: string): string => `${path}.weight_mask`;
+export const loraMaskName = (path: string): string => `${path}.lora_mask`;
+
+export interface LoraValues {
+  A: nn.Value;
+  B: nn.Value;
+  scaling: nn.Value;
+  mask: nn.Value | undefined;
+}
+
+export class LlamaParams {
+  private readonly values = new Map<string, nn.Value>();
+  private readonly shapes: Map<string, number[]>;
+  private readonly feed: ReadonlySet<string>;
+  private readonly lora: ReadonlySet<string>;
+  private readonly weightMasks: ReadonlySet<string>;
+  private readonly loraMasks: ReadonlySet<string>;
+
+  constructor(
+    readonly graph: nn.Graph,
+    readonly config: LlamaConfig,
+    private readonly opts: ParamOptions,
+  ) {
+    this.shapes = new Map(weightSpecs(config).map((s) => [s.name, s.shape]));
+    this.feed = new Set(opts.feed === 'all' ? this.shapes.keys() : (opts.feed ?? []));
+    const linears = new Set(allLinearPaths(config));
+    const checkPaths = (what: string, paths: readonly string[] | undefined): ReadonlySet<string> => {
+      for (const p of paths ?? []) {
+        if (!linears.has(p)) throw new Error(`${what}: unknown linear module ${p}: expected paths like ${[...linears].slice(0, 3).join(', ')}, …`);
+      }
+      return new Set(paths ?? []);
+    };
+    for (const name of this.feed) {
+      if (!this.shapes.has(name)) throw new Error(`feed: unknown weight ${name}: expected one of ${[...this.shapes.keys()].join(', ')}`);
+    }
+    this.lora = checkPaths('lora', opts.lora);
+    this.weightMasks = checkPaths('weightMasks', opts.weightMasks);
+    this.loraMasks = checkPaths('loraMasks', opts.loraMasks);
+    for (const p of this.loraMasks) {
+      if (!this.lora.has(p)) throw new Error(`loraMasks: ${p} has a LoRA mask but no LoRA branch: add it to lora`);
+    }
+  }
+
+  /** A base weight by HF name: an input when fed, else an initializer from `weights`. */
+  weight(name: string): nn.Value {
+    const known = this.values.get(name);
+    if (known) return known;
+    const shape = this.shapes.get(name);
+    if (!shape) throw new Error(`unknown weight ${name} for model type ${this.config.modelType}`);
+    let v: nn.Value;
+    if (this.feed.has(name)) {
+      v = this.graph.input(name, 'float32', shape);
+    } else {
+      const w = this.opts.weights?.get(name);
+      if (!w) throw new Error(`weight ${name} is neither fed nor given in weights: pass it in weights or list it in feed`);
+      v = this.graph.initializer(name, nn.tensor('float32', shape, w.data));
+    }
+    this.values.set(name, v);
+    return v;
+  }
+
+  /** The weight of a linear module, times its mask input when the module has one. */
+  linearWeight(path: string): nn.Value {
+    const w = this.weight(`${path}.weight`);
+    if (!this.weightMasks.has(path)) return w;
+    return nn.mul(w, this.graph.input(weightMaskName(path), 'float32', w.shape));
+  }
+
+  hasBias(path: string): boolean {
+    return this.shapes.has(`${path}.bias`);
+  }
+
+  loraBranch(path: string): LoraValues | undefined {
+    if (!this.lora.has(path)) return undefined;
+    const [out, inF] = this.shapes.get(`${path}.weight`) as number[];
+    const names = loraInputNames(path);
+    // The rank is a symbolic dim per module, so adapters of any rank share one session.
+    const r = `${path}.r`;
+    return {
+      A: this.graph.input(names.A, 'float32', [r, inF as number]),
+      B: this.graph.input(names.B, 'float32', [out as number, r]),
+      scaling: this.graph.input(names.scaling, 'float32', []),
+      mask: this.loraMasks.has(path) ? this.graph.input(loraMaskName(path), 'float32', [out as number, inF as number]) : undefined,
+    };
+  }
+
+  /** Every fed value created so far, by name (weights, LoRA factors, masks). */
+  get fedNames(): string[] {
+    return this.graph.inputs.map((v) => v.name);
+  }
+}
