@@ -1,0 +1,226 @@
+// The Helm chart on the real control plane: it lints, renders objects the apiserver accepts,
+// validates its values, and installs an operator whose pod becomes Ready through the chart's
+// own probes, then uninstalls cleanly.
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import type { V1Container, V1Deployment } from '@kubernetes/client-node';
+import { repoRoot } from '../cluster/paths.js';
+import { freePorts } from '../cluster/ports.js';
+import { httpGet, waitFor } from '../cluster/probe.js';
+import { session } from '../cluster/session.js';
+import { deleteNamespace, freshNamespace, isReady, podsOf } from './helpers.js';
+
+interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  spec?: Record<string, unknown>;
+}
+
+const CHART = join(repoRoot, 'charts', 'tessera');
+const RELEASE = 'tessera';
+const INSTALL_NAMESPACE = 'tessera-system';
+const SELECTOR = 'app.kubernetes.io/name=tessera,app.kubernetes.io/instance=tessera,app.kubernetes.io/component=operator';
+const DEFAULT_KINDS = ['ClusterRole', 'ClusterRoleBinding', 'Deployment', 'Role', 'RoleBinding', 'Service', 'ServiceAccount'];
+
+const setFlags = (values: Record<string, string>): string[] => Object.entries(values).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
+
+async function template(namespace: string, values: Record<string, string> = {}): Promise<{ yaml: string; objects: K8sObject[] }> {
+  const result = await session().helm(['template', RELEASE, CHART, '--namespace', namespace, ...setFlags(values)]);
+  assert.equal(result.code, 0, `helm template ${JSON.stringify(values)} failed: ${result.stderr}`);
+  const objects = parseAllDocuments(result.stdout).map((d) => d.toJS() as K8sObject | null).filter((o): o is K8sObject => o !== null);
+  return { yaml: result.stdout, objects };
+}
+
+const kinds = (objects: K8sObject[]): string[] => objects.map((o) => o.kind).sort();
+
+function operatorContainer(objects: K8sObject[]): V1Container {
+  const deployment = objects.find((o) => o.kind === 'Deployment') as V1Deployment | undefined;
+  const container = deployment?.spec?.template.spec?.containers.find((c) => c.name === 'operator');
+  assert.ok(container, 'the chart renders no Deployment with an operator container');
+  return container;
+}
+
+describe('the Helm chart', () => {
+  let dryRunNamespace: string;
+
+  before(async () => {
+    dryRunNamespace = await freshNamespace('helm-dry-run');
+  });
+  after(async () => {
+    await deleteNamespace(dryRunNamespace);
+  });
+
+  it('passes helm lint, also with --strict and with every optional part enabled', async () => {
+    for (const extra of [[], ['--strict'], ['--strict', ...setFlags({ 'tls.mode': 'cert-manager', 'metrics.serviceMonitor.enabled': 'true' })]]) {
+      const result = await session().helm(['lint', CHART, ...extra]);
+      assert.equal(result.code, 0, `helm lint ${extra.join(' ')}: ${result.stdout}${result.stderr}`);
+      assert.match(result.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+    }
+  });
+
+  it('ships the same CRDs as crds/', () => {
+    const yamlFiles = (dir: string): string[] => readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort();
+    const shipped = yamlFiles(join(CHART, 'crds'));
+    assert.deepEqual(shipped, yamlFiles(join(repoRoot, 'crds')));
+    assert.deepEqual(shipped, ['tessera.dev_adapterclusters.yaml', 'tessera.dev_loraservers.yaml', 'tessera.dev_sparsefinetunes.yaml']);
+    for (const file of shipped) assert.equal(readFileSync(join(CHART, 'crds', file), 'utf8'), readFileSync(join(repoRoot, 'crds', file), 'utf8'), `${file} differs`);
+  });
+
+  const accepted: [string, Record<string, string>, string[]][] = [
+    ['the default values', {}, DEFAULT_KINDS],
+    ['cert-manager mode and the ServiceMonitor off explicitly', { 'tls.mode': 'self-signed', 'metrics.serviceMonitor.enabled': 'false' }, DEFAULT_KINDS],
+    ['leader election off', { 'leaderElection.enabled': 'false' }, ['ClusterRole', 'ClusterRoleBinding', 'Deployment', 'Service', 'ServiceAccount']],
+    ['two replicas, debug logs and a separate worker image', { replicas: '2', logLevel: 'debug', workerImage: 'ghcr.io/tessera-dev/tessera:0.1.0-cuda' }, DEFAULT_KINDS],
+  ];
+  for (const [what, values, expectedKinds] of accepted) {
+    it(`renders objects the real apiserver accepts with ${what}`, async () => {
+      const { yaml, objects } = await template(dryRunNamespace, values);
+      assert.deepEqual(kinds(objects), expectedKinds);
+      const applied = await session().kubectl(['apply', '--dry-run=server', '-f', '-'], { input: yaml });
+      assert.equal(applied.code, 0, applied.stderr);
+      assert.equal(applied.stdout.trim().split('\n').length, expectedKinds.length, applied.stdout);
+    });
+  }
+
+  it('passes its values to the operator as flags it understands', async () => {
+    const { objects } = await template(dryRunNamespace, { logLevel: 'debug', workerImage: 'registry.example/tessera:dev' });
+    const container = operatorContainer(objects);
+    assert.deepEqual(container.command, ['tessera-operator']);
+    assert.deepEqual(container.args, [
+      '--metrics-bind-address=:8080',
+      '--health-probe-bind-address=:8081',
+      '--grpc-bind-address=:9443',
+      '--leader-elect',
+      '--log-level=debug',
+      '--worker-image=registry.example/tessera:dev',
+      '--tls-mode=self-signed',
+      '--tls-secret-name=tessera-operator-tls',
+    ]);
+    assert.equal(container.image, 'ghcr.io/tessera-dev/tessera:0.1.0', 'the tag defaults to appVersion');
+    assert.deepEqual(container.env?.find((e) => e.name === 'POD_NAMESPACE')?.valueFrom?.fieldRef?.fieldPath, 'metadata.namespace');
+    assert.equal(container.securityContext?.runAsNonRoot, true);
+    assert.equal(container.securityContext?.runAsUser, 65532);
+    assert.equal(container.securityContext?.readOnlyRootFilesystem, true);
+    assert.equal(container.securityContext?.allowPrivilegeEscalation, false);
+    assert.deepEqual(container.securityContext?.capabilities?.drop, ['ALL']);
+    assert.equal(container.securityContext?.seccompProfile?.type, 'RuntimeDefault');
+  });
+
+  it('renders a ServiceMonitor only when metrics.serviceMonitor.enabled, since its CRD may be absent', async () => {
+    const { objects: byDefault } = await template(dryRunNamespace);
+    assert.ok(!byDefault.some((o) => o.kind === 'ServiceMonitor'));
+    const { yaml, objects: enabled } = await template(dryRunNamespace, { 'metrics.serviceMonitor.enabled': 'true' });
+    const monitor = enabled.find((o) => o.kind === 'ServiceMonitor');
+    assert.ok(monitor, 'no ServiceMonitor rendered');
+    assert.equal(monitor.apiVersion, 'monitoring.coreos.com/v1');
+    assert.deepEqual((monitor.spec?.endpoints as { port: string }[])[0]?.port, 'metrics');
+    // This cluster has no prometheus-operator: exactly why the default is off.
+    const applied = await session().kubectl(['apply', '--dry-run=server', '-f', '-'], { input: yaml });
+    assert.notEqual(applied.code, 0);
+    assert.match(applied.stderr, /ServiceMonitor/);
+  });
+
+  it('renders cert-manager Issuers and a Certificate for the operator Service only in cert-manager mode', async () => {
+    const { objects: selfSigned } = await template(dryRunNamespace);
+    assert.ok(!selfSigned.some((o) => o.apiVersion.startsWith('cert-manager.io/')), 'self-signed mode renders nothing for cert-manager');
+    assert.ok(operatorContainer(selfSigned).args?.includes('--tls-mode=self-signed'));
+
+    const { objects } = await template(dryRunNamespace, { 'tls.mode': 'cert-manager' });
+    assert.deepEqual(kinds(objects.filter((o) => o.apiVersion === 'cert-manager.io/v1')), ['Certificate', 'Certificate', 'Issuer', 'Issuer']);
+    const serving = objects.find((o) => o.kind === 'Certificate' && o.metadata.name === 'tessera-operator-grpc');
+    assert.ok(serving, 'no serving Certificate');
+    const args = operatorContainer(objects).args ?? [];
+    assert.ok(args.includes('--tls-mode=cert-manager'));
+    assert.ok(args.includes(`--tls-secret-name=${String(serving.spec?.secretName)}`), 'the operator reads the Secret the Certificate writes');
+    assert.ok((serving.spec?.dnsNames as string[]).includes(`tessera-operator.${dryRunNamespace}.svc`));
+
+    const { objects: external } = await template(dryRunNamespace, { 'tls.mode': 'cert-manager', 'tls.certManager.issuerRef.name': 'corp-ca', 'tls.certManager.issuerRef.kind': 'ClusterIssuer' });
+    assert.deepEqual(kinds(external.filter((o) => o.apiVersion === 'cert-manager.io/v1')), ['Certificate'], 'an existing issuer needs no bootstrap CA');
+  });
+
+  const rejected: [string, string, RegExp][] = [
+    ['replicas', '-1', /replicas/],
+    ['logLevel', 'loud', /logLevel/],
+    ['tls.mode', 'vault', /tls\/mode/],
+    ['metrics.port', '70000', /metrics\/port/],
+    ['replicaCount', '2', /replicaCount/],
+  ];
+  for (const [key, value, field] of rejected) {
+    it(`rejects ${key}=${value} through values.schema.json, naming the field`, async () => {
+      const result = await session().helm(['template', RELEASE, CHART, '--set', `${key}=${value}`]);
+      assert.notEqual(result.code, 0, `accepted ${key}=${value}`);
+      assert.match(result.stderr, /values don't meet the specifications of the schema/);
+      assert.match(result.stderr, field);
+    });
+  }
+
+  it('refuses several replicas without leader election', async () => {
+    const result = await session().helm(['template', RELEASE, CHART, ...setFlags({ replicas: '2', 'leaderElection.enabled': 'false' })]);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /leaderElection/);
+  });
+
+  describe('helm install and uninstall', () => {
+    let ports: { metrics: number; health: number; grpc: number } | undefined;
+
+    after(async () => {
+      // Whatever a failed test left behind; both are no-ops after a clean uninstall.
+      await session().helm(['uninstall', RELEASE, '--namespace', INSTALL_NAMESPACE, '--wait'], { timeoutMs: 120_000 });
+      await deleteNamespace(INSTALL_NAMESPACE);
+    });
+
+    it('installs an operator whose pod becomes Ready through the chart probes', async function () {
+      this.timeout(240_000);
+      const values: Record<string, string> = {};
+      if (session().kind === 'local') {
+        // Pods of the process node are host processes: binding the default :8080 could collide
+        // with whatever else this machine runs, so choose free ports (the probes follow them).
+        const [metrics, health, grpc] = await freePorts(3, '0.0.0.0');
+        ports = { metrics: metrics as number, health: health as number, grpc: grpc as number };
+        Object.assign(values, { 'metrics.port': String(metrics), 'healthProbe.port': String(health), 'grpc.port': String(grpc) });
+      }
+      const installed = await session().helm(
+        ['install', RELEASE, CHART, '--namespace', INSTALL_NAMESPACE, '--create-namespace', '--wait', '--timeout', '3m', ...setFlags(values)],
+        { timeoutMs: 210_000 },
+      );
+      assert.equal(installed.code, 0, `${installed.stdout}\n${installed.stderr}`);
+      assert.match(installed.stdout, /STATUS: deployed/);
+      assert.match(installed.stdout, /tessera-operator\.tessera-system\.svc/, 'NOTES.txt names the status hub');
+
+      const pods = await podsOf(INSTALL_NAMESPACE, SELECTOR);
+      assert.equal(pods.length, 1, `expected one operator pod, got ${pods.map((p) => p.metadata?.name).join(', ')}`);
+      const pod = pods[0]!;
+      assert.ok(isReady(pod), `pod ${pod.metadata?.name} is not Ready: ${JSON.stringify(pod.status?.conditions)}`);
+
+      const logs = await session().podLogs(INSTALL_NAMESPACE, pod.metadata?.name ?? '', 'operator');
+      assert.match(logs, /"msg":"starting tessera-operator"/);
+      assert.match(logs, /"leaderElect":true/);
+      assert.match(logs, /"namespace":"tessera-system"/, 'POD_NAMESPACE reaches the operator');
+
+      if (ports && pod.status?.podIP) {
+        const health = await httpGet(`http://${pod.status.podIP}:${ports.health}/readyz`);
+        assert.equal(health.status, 200);
+        const metrics = await httpGet(`http://${pod.status.podIP}:${ports.metrics}/metrics`);
+        assert.equal(metrics.status, 200);
+        assert.match(metrics.body, /^tessera_build_info\{version="0\.1\.0"\} 1$/m);
+      }
+    });
+
+    it('uninstalls cleanly, leaving the CRDs for the custom resources users still hold', async function () {
+      this.timeout(180_000);
+      const removed = await session().helm(['uninstall', RELEASE, '--namespace', INSTALL_NAMESPACE, '--wait', '--timeout', '2m'], { timeoutMs: 150_000 });
+      assert.equal(removed.code, 0, removed.stderr);
+      for (const [kind, namespaced] of [['deployment', true], ['service', true], ['serviceaccount', true], ['role', true], ['rolebinding', true], ['clusterrole', false], ['clusterrolebinding', false]] as const) {
+        const got = await session().kubectl(['get', kind, 'tessera-operator' + (kind.startsWith('role') ? '-leader-election' : ''), ...(namespaced ? ['-n', INSTALL_NAMESPACE] : [])]);
+        assert.notEqual(got.code, 0, `${kind} survived helm uninstall`);
+        assert.match(got.stderr, /NotFound/);
+      }
+      await waitFor('the operator pod to go away', async () => (await podsOf(INSTALL_NAMESPACE, SELECTOR)).length === 0, 60_000);
+      const crds = await session().kubectl(['get', 'crd', 'sparsefinetunes.tessera.dev']);
+      assert.equal(crds.code, 0, 'Helm never deletes CRDs from crds/, so users keep their objects');
+    });
+  });
+});

@@ -1,0 +1,166 @@
+// The two entry points as real processes: the operator serves its probes and metrics and
+// stops cleanly on SIGTERM; every worker mode fails fast with a structured NotImplemented.
+//
+// Processes run as `node --import tsx <file>` rather than `npx tsx <file>`: npx puts npm and
+// the tsx launcher between the test and the program, so the signal would go to npm and the
+// exit status would be npm's, not the operator's.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { repoRoot } from '../cluster/paths.js';
+
+interface LogLine {
+  level: string;
+  msg: string;
+  [field: string]: unknown;
+}
+
+interface Running {
+  child: ChildProcess;
+  lines: LogLine[];
+  stderr: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function start(file: string, args: readonly string[]): Running {
+  const child = spawn(process.execPath, ['--import', 'tsx', file, ...args], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: LogLine[] = [];
+  let stdoutBuffer = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    stdoutBuffer += chunk;
+    const complete = stdoutBuffer.split('\n');
+    stdoutBuffer = complete.pop() ?? '';
+    for (const line of complete) if (line.trim()) lines.push(JSON.parse(line) as LogLine);
+  });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  return { child, lines, stderr: () => stderr, exited };
+}
+
+async function waitForLine(run: Running, what: string, match: (line: LogLine) => boolean, timeoutMs = 30_000): Promise<LogLine> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const found = run.lines.find(match);
+    if (found) return found;
+    if (run.child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no log line ${what} within ${timeoutMs} ms; stdout: ${JSON.stringify(run.lines)}; stderr: ${run.stderr()}`);
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function runToExit(file: string, args: readonly string[]): Promise<{ code: number | null; stderr: string; lines: LogLine[] }> {
+  const run = start(file, args);
+  const { code } = await withTimeout(run.exited, 30_000, `${file} ${args.join(' ')}`);
+  return { code, stderr: run.stderr(), lines: run.lines };
+}
+
+describe('tessera-operator entry point', () => {
+  let operator: Running;
+  let healthPort: number;
+  let metricsPort: number;
+
+  before(async () => {
+    // Port 0 everywhere: the test may run beside other operators on this machine.
+    operator = start('operator/main.ts', ['--health-probe-bind-address=127.0.0.1:0', '--metrics-bind-address=127.0.0.1:0', '--grpc-bind-address=127.0.0.1:0', '--log-level=debug']);
+    healthPort = Number((await waitForLine(operator, 'serving health probes', (l) => l.server === 'health probes')).port);
+    metricsPort = Number((await waitForLine(operator, 'serving metrics', (l) => l.server === 'metrics')).port);
+  });
+
+  after(() => {
+    if (operator.child.exitCode === null && operator.child.signalCode === null) operator.child.kill('SIGKILL');
+  });
+
+  it('logs structured JSON with the options it started with', () => {
+    const started = operator.lines.find((l) => l.msg === 'starting tessera-operator');
+    assert.ok(started, 'no start line');
+    assert.equal(started.level, 'info');
+    assert.equal(started.logLevel, 'debug');
+    assert.equal(started.leaderElect, false);
+    assert.match(String(started.workerImage), /^ghcr\.io\/tessera-dev\/tessera:\d+\.\d+\.\d+/);
+  });
+
+  it('says that the controllers are not implemented yet', () => {
+    const warning = operator.lines.find((l) => l.level === 'warn' && /not implemented/.test(l.msg));
+    assert.ok(warning, `no warning about missing controllers in ${JSON.stringify(operator.lines)}`);
+  });
+
+  it('answers /healthz and /readyz with 200', async () => {
+    for (const path of ['/healthz', '/readyz']) {
+      const res = await fetch(`http://127.0.0.1:${healthPort}${path}`);
+      assert.equal(res.status, 200, path);
+      assert.equal(await res.text(), 'ok');
+    }
+    assert.equal((await fetch(`http://127.0.0.1:${healthPort}/nope`)).status, 404);
+  });
+
+  it('serves Prometheus default metrics and its build info on /metrics', async () => {
+    const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+    const body = await res.text();
+    assert.match(body, /^process_cpu_user_seconds_total \d/m);
+    assert.match(body, /^nodejs_heap_size_used_bytes \d/m);
+    assert.match(body, /^tessera_build_info\{version="\d+\.\d+\.\d+[^"]*"\} 1$/m);
+  });
+
+  it('exits 0 after SIGTERM, having closed its servers', async () => {
+    operator.child.kill('SIGTERM');
+    const { code, signal } = await withTimeout(operator.exited, 15_000, 'shutdown after SIGTERM');
+    assert.equal(signal, null, 'the operator should handle SIGTERM, not die of it');
+    assert.equal(code, 0, operator.stderr());
+    assert.ok(operator.lines.some((l) => l.msg === 'shutting down' && l.signal === 'SIGTERM'));
+    assert.ok(operator.lines.some((l) => l.msg === 'stopped'));
+    await assert.rejects(fetch(`http://127.0.0.1:${healthPort}/healthz`));
+  });
+
+  it('rejects an unknown log level and lists the valid ones', async () => {
+    const { code, stderr } = await runToExit('operator/main.ts', ['--log-level=loud']);
+    assert.equal(code, 1);
+    assert.match(stderr, /'loud' is invalid/);
+    assert.match(stderr, /trace, debug, info, warn, error, fatal/);
+  });
+
+  it('rejects a bind address without a port and shows the accepted forms', async () => {
+    const { code, stderr } = await runToExit('operator/main.ts', ['--metrics-bind-address=8080']);
+    assert.equal(code, 1);
+    assert.match(stderr, /invalid bind address "8080": expected HOST:PORT/);
+  });
+});
+
+describe('tessera-worker entry point', () => {
+  for (const mode of ['train', 'compress', 'serve', 'pretrain', 'eval']) {
+    it(`fails ${mode} with exit code 3 and a JSON NotImplemented error naming the mode`, async () => {
+      const { code, stderr } = await runToExit('worker/main.ts', [mode, '--spec', 'x']);
+      assert.equal(code, 3, stderr);
+      const error = JSON.parse(stderr.trim().split('\n').at(-1) ?? '') as LogLine;
+      assert.equal(error.level, 'error');
+      assert.equal(error.reason, 'NotImplemented');
+      assert.equal(error.mode, mode);
+      assert.equal(error.spec, 'x');
+      assert.match(error.msg, new RegExp(`tessera-worker ${mode} is not implemented`));
+    });
+  }
+
+  it('requires --spec and exits 1 when it is missing', async () => {
+    const { code, stderr } = await runToExit('worker/main.ts', ['train']);
+    assert.equal(code, 1);
+    assert.match(stderr, /required option '--spec <file>' not specified/);
+  });
+
+  it('rejects an unknown mode and lists the modes it has', async () => {
+    const { code, stderr } = await runToExit('worker/main.ts', ['finetune', '--spec', 'x']);
+    assert.equal(code, 1);
+    assert.match(stderr, /unknown command 'finetune'/);
+    for (const mode of ['train', 'compress', 'serve', 'pretrain', 'eval']) assert.match(stderr, new RegExp(`\\b${mode}\\b`));
+  });
+});
