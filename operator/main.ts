@@ -38,7 +38,8 @@ interface OperatorOptions {
 
 function parseBindAddress(value: string): BindAddress | null {
   if (value === '0') return null;
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
+  // An unbracketed IPv6 host (what $(POD_IP) expands to on IPv6 clusters) splits at the last colon.
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^[\]]*)):(\d{1,5})$/.exec(value);
   const port = match ? Number(match[3]) : NaN;
   if (!match || port > 65535) {
     throw new InvalidArgumentError(`invalid bind address ${JSON.stringify(value)}: expected HOST:PORT (":8080", "127.0.0.1:8080", "[::1]:8080"), ":0" for any free port, or "0" to disable`);

@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { V1Container, V1Deployment } from '@kubernetes/client-node';
 import { repoRoot } from '../cluster/paths.js';
-import { freePorts } from '../cluster/ports.js';
 import { httpGet, waitFor } from '../cluster/probe.js';
 import { session } from '../cluster/session.js';
 import { deleteNamespace, freshNamespace, isReady, podsOf } from './helpers.js';
@@ -90,9 +89,9 @@ describe('the Helm chart', () => {
     const container = operatorContainer(objects);
     assert.deepEqual(container.command, ['tessera-operator']);
     assert.deepEqual(container.args, [
-      '--metrics-bind-address=:8080',
-      '--health-probe-bind-address=:8081',
-      '--grpc-bind-address=:9443',
+      '--metrics-bind-address=$(POD_IP):8080',
+      '--health-probe-bind-address=$(POD_IP):8081',
+      '--grpc-bind-address=$(POD_IP):9443',
       '--leader-elect',
       '--log-level=debug',
       '--worker-image=registry.example/tessera:dev',
@@ -101,6 +100,7 @@ describe('the Helm chart', () => {
     ]);
     assert.equal(container.image, 'ghcr.io/tessera-dev/tessera:0.1.0', 'the tag defaults to appVersion');
     assert.deepEqual(container.env?.find((e) => e.name === 'POD_NAMESPACE')?.valueFrom?.fieldRef?.fieldPath, 'metadata.namespace');
+    assert.deepEqual(container.env?.find((e) => e.name === 'POD_IP')?.valueFrom?.fieldRef?.fieldPath, 'status.podIP');
     assert.equal(container.securityContext?.runAsNonRoot, true);
     assert.equal(container.securityContext?.runAsUser, 65532);
     assert.equal(container.securityContext?.readOnlyRootFilesystem, true);
@@ -164,8 +164,6 @@ describe('the Helm chart', () => {
   });
 
   describe('helm install and uninstall', () => {
-    let ports: { metrics: number; health: number; grpc: number } | undefined;
-
     after(async () => {
       // Whatever a failed test left behind; both are no-ops after a clean uninstall.
       await session().helm(['uninstall', RELEASE, '--namespace', INSTALL_NAMESPACE, '--wait'], { timeoutMs: 120_000 });
@@ -174,16 +172,10 @@ describe('the Helm chart', () => {
 
     it('installs an operator whose pod becomes Ready through the chart probes', async function () {
       this.timeout(240_000);
-      const values: Record<string, string> = {};
-      if (session().kind === 'local') {
-        // Pods of the process node are host processes: binding the default :8080 could collide
-        // with whatever else this machine runs, so choose free ports (the probes follow them).
-        const [metrics, health, grpc] = await freePorts(3, '0.0.0.0');
-        ports = { metrics: metrics as number, health: health as number, grpc: grpc as number };
-        Object.assign(values, { 'metrics.port': String(metrics), 'healthProbe.port': String(health), 'grpc.port': String(grpc) });
-      }
+      // Default ports: the operator binds its pod IP, so even on the process node (pods share the
+      // host's network) it collides with nothing else.
       const installed = await session().helm(
-        ['install', RELEASE, CHART, '--namespace', INSTALL_NAMESPACE, '--create-namespace', '--wait', '--timeout', '3m', ...setFlags(values)],
+        ['install', RELEASE, CHART, '--namespace', INSTALL_NAMESPACE, '--create-namespace', '--wait', '--timeout', '3m'],
         { timeoutMs: 210_000 },
       );
       assert.equal(installed.code, 0, `${installed.stdout}\n${installed.stderr}`);
@@ -200,10 +192,10 @@ describe('the Helm chart', () => {
       assert.match(logs, /"leaderElect":true/);
       assert.match(logs, /"namespace":"tessera-system"/, 'POD_NAMESPACE reaches the operator');
 
-      if (ports && pod.status?.podIP) {
-        const health = await httpGet(`http://${pod.status.podIP}:${ports.health}/readyz`);
+      if (session().kind === 'local' && pod.status?.podIP) {
+        const health = await httpGet(`http://${pod.status.podIP}:8081/readyz`);
         assert.equal(health.status, 200);
-        const metrics = await httpGet(`http://${pod.status.podIP}:${ports.metrics}/metrics`);
+        const metrics = await httpGet(`http://${pod.status.podIP}:8080/metrics`);
         assert.equal(metrics.status, 200);
         assert.match(metrics.body, /^tessera_build_info\{version="0\.1\.0"\} 1$/m);
       }

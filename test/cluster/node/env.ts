@@ -19,7 +19,7 @@ export class EnvError extends Error {
 }
 
 /** $(VAR) references expand from variables defined earlier, as Kubernetes does; $$ escapes. */
-function expand(value: string, env: Record<string, string>): string {
+export function expand(value: string, env: Record<string, string>): string {
   return value.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)/g, (match, name: string | undefined) => {
     if (match === '$$') return '$';
     return name !== undefined && env[name] !== undefined ? env[name] : match;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import type { NodeApi } from './api.js';
 import { ContainerProcess, type Mount, type Terminated } from './container.js';
-import { containerEnv, EnvError } from './env.js';
+import { containerEnv, EnvError, expand } from './env.js';
 import { resolveCommand, UnsupportedImageError, type ImageMapping } from './images.js';
 import { buildPodStatus, type PodView, type SlotState, type SlotView } from './pod-status.js';
 import { ProbeLoop } from './probes.js';
@@ -195,7 +195,8 @@ export class PodRunner {
     );
     const cwd = slot.spec.workingDir ?? command.defaultCwd ?? this.podDir;
     const proc = await ContainerProcess.start(
-      { name: slot.name, argv: command.argv, env, cwd, mounts: this.mountsFor(slot.spec), mountNamespaces: this.ctx.mountNamespaces, logDir: join(this.podDir, 'logs', slot.name) },
+      // Kubernetes expands $(VAR) in command and args from the container's environment.
+      { name: slot.name, argv: command.argv.map((arg) => expand(arg, env)), env, cwd, mounts: this.mountsFor(slot.spec), mountNamespaces: this.ctx.mountNamespaces, logDir: join(this.podDir, 'logs', slot.name) },
       slot.restartCount,
     );
     slot.process = proc;
