@@ -1,21 +1,22 @@
 // AdapterCluster: compress a collection of LoRA adapters jointly into shared bases.
 import { Type, type Static } from '@sinclair/typebox';
-import { DNS1123_SUBDOMAIN, IntOrString, Name, Progress, Resources, Sha256, STORAGE_URI, StatusCommon, StorageRef, StringEnum } from './schema.js';
+import { httpNeedsDigest, IntOrString, Name, ObjectName, Progress, Resources, Sha256, StorageRef, StringEnum, Uri, WritableUri } from './common.js';
+import { StatusCommon } from './conditions.js';
 
 export const COMPRESSION_METHODS = ['jd-full', 'jd-diag', 'svd', 'none'] as const;
 
 const AdapterSource = Type.Object(
   {
     name: Name('Adapter name, unique in the list; clients select it as the OpenAI `model`.'),
-    uri: Type.Optional(Type.String({ description: 'PEFT adapter directory (adapter_config.json + adapter_model.safetensors).', pattern: STORAGE_URI, maxLength: 2048 })),
+    uri: Type.Optional(Uri('PEFT adapter directory (adapter_config.json + adapter_model.safetensors).')),
     sha256: Type.Optional(Sha256('Digest of adapter_model.safetensors; pins the content for GitOps.')),
-    sparseFineTune: Type.Optional(Type.String({ description: 'A SparseFineTune (same namespace) whose trained adapter to take instead of a URI.', pattern: DNS1123_SUBDOMAIN, maxLength: 253 })),
+    sparseFineTune: Type.Optional(ObjectName('A SparseFineTune (same namespace) whose trained adapter to take instead of a URI.')),
   },
   {
     description: 'One LoRA adapter to compress.',
     'x-kubernetes-validations': [
       { rule: 'has(self.uri) != has(self.sparseFineTune)', message: 'set exactly one of uri and sparseFineTune', fieldPath: '.uri' },
-      { rule: "!has(self.uri) || !self.uri.startsWith('http') || has(self.sha256)", message: 'an http(s) URI must be pinned with a sha256 digest', fieldPath: '.sha256', reason: 'FieldValueRequired' },
+      httpNeedsDigest(),
     ],
   },
 );
@@ -36,7 +37,10 @@ export const AdapterClusterSpec = Type.Object(
           default: 1,
           'x-kubernetes-validations': [{ rule: "type(self) == int ? (self >= 1 && self <= 1024) : self == 'auto'", message: 'clusters must be an integer from 1 to 1024, or "auto"' }],
         }),
-        targetErrorPercent: Type.Optional(Type.Integer({ description: 'Target mean relative reconstruction error, in percent (with clusters: auto).', minimum: 1, maximum: 100 })),
+        targetErrorPercent: Type.Optional(Type.Integer({
+          description: 'Target mean relative reconstruction error, in percent: what clusters: auto aims for, and the most an incrementally projected adapter may have before everything is recompressed.',
+          minimum: 1, maximum: 100,
+        })),
         iterations: Type.Integer({ description: 'Cap on alternating iterations.', minimum: 1, maximum: 1000, default: 10 }),
         incremental: Type.Boolean({ description: 'Project newly added adapters onto the existing bases when their error stays under the target, instead of recompressing everything.', default: true }),
       },
@@ -45,18 +49,24 @@ export const AdapterClusterSpec = Type.Object(
         'x-kubernetes-validations': [
           { rule: "!has(self.clusters) || type(self.clusters) == int || has(self.targetErrorPercent)", message: 'clusters: auto needs targetErrorPercent', fieldPath: '.targetErrorPercent', reason: 'FieldValueRequired' },
           { rule: "self.method != 'none' || !has(self.targetErrorPercent)", message: 'method none does not compress, so targetErrorPercent does not apply', fieldPath: '.targetErrorPercent', reason: 'FieldValueForbidden' },
+          {
+            rule: "self.method in ['jd-full', 'jd-diag'] || (type(self.clusters) == int && self.clusters == 1)",
+            message: 'clusters apply only to the joint methods jd-full and jd-diag; svd and none treat every adapter alone',
+            fieldPath: '.clusters',
+          },
         ],
       },
     ),
     qualityGate: Type.Optional(Type.Object(
       {
-        evalUri: Type.Optional(Type.String({ description: 'Held-out data for relative performance (JSONL with an `adapter` field, or text).', pattern: STORAGE_URI, maxLength: 2048 })),
+        evalUri: Type.Optional(Uri('Held-out data for relative performance (JSONL with an `adapter` field naming the adapter each row belongs to).')),
+        evalSha256: Type.Optional(Sha256('Digest pinning evalUri (required when it is http(s)).')),
         minRelativePerformancePercent: Type.Integer({ description: 'Below this relative performance an adapter is served uncompressed.', minimum: 0, maximum: 100, default: 99 }),
       },
-      { description: 'Keep quality: adapters that compress badly are served raw.' },
+      { description: 'Keep quality: adapters that compress badly are served raw.', 'x-kubernetes-validations': [httpNeedsDigest('evalUri', 'evalSha256')] },
     )),
     output: Type.Object(
-      { uri: Type.String({ description: 'Where bundle revisions are written (manifest.json + bundle.safetensors per revision).', pattern: '^(pvc://[a-z0-9]([-a-z0-9]*[a-z0-9])?(/.*)?|file:///.*)$', maxLength: 2048 }) },
+      { uri: WritableUri('Where bundle revisions are written, one folder per revision (manifest.json + bundle.safetensors); pvc:// or file://.') },
       { description: 'Bundle output location.' },
     ),
     resources: Resources,
@@ -80,6 +90,7 @@ export const AdapterClusterStatus = Type.Object(
         relativePerformancePercent: Type.Optional(Type.Number({ description: 'Relative performance against the uncompressed adapter, in percent.' })),
         servedAs: Type.Optional(StringEnum(['compressed', 'raw'] as const, { description: 'Whether the adapter is served from the bundle or uncompressed.' })),
         digest: Type.Optional(Type.String({ description: 'sha256 of the source adapter.' })),
+        sparseFineTune: Type.Optional(Type.String({ description: 'The SparseFineTune that trained the adapter, when it came from one (lineage).' })),
         error: Type.Optional(Type.String({ description: 'Why this adapter could not be used.' })),
       },
       { description: 'Per-adapter result.' },
@@ -95,6 +106,8 @@ export const AdapterClusterStatus = Type.Object(
     ), { description: 'Per-cluster results.', maxItems: 1024, 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['id'] })),
     resultGeneration: Type.Optional(Type.Integer({ description: 'The .metadata.generation the current bundle belongs to.', minimum: 0 })),
     jobName: Type.Optional(Type.String({ description: 'The Job running the compression.' })),
+    startTime: Type.Optional(Type.String({ description: 'When the current compression run started (RFC 3339).', format: 'date-time' })),
+    completionTime: Type.Optional(Type.String({ description: 'When the current compression run finished (RFC 3339).', format: 'date-time' })),
     progress: Type.Optional(Progress),
   },
   { description: 'Observed state, written by the operator.' },

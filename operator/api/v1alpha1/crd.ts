@@ -27,6 +27,8 @@ export interface KindInfo {
   spec: TSchema;
   status: TSchema;
   columns: PrinterColumn[];
+  /** Fields `kubectl get --field-selector` (and list calls) may filter on; strings, integers or booleans only. */
+  selectableFields: string[];
 }
 
 const READY: PrinterColumn = { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status', description: 'Whether the resource is ready.' };
@@ -47,6 +49,8 @@ export const KINDS: KindInfo[] = [
       { name: 'Perplexity', type: 'number', jsonPath: '.status.metrics.perplexityAfter', description: 'Held-out perplexity after fine-tuning.', priority: 1 },
       AGE,
     ],
+    // enrollInto lets the AdapterCluster controller list exactly the runs that feed it.
+    selectableFields: ['.spec.method', '.spec.output.enrollInto.adapterCluster'],
   },
   {
     kind: 'AdapterCluster', plural: 'adapterclusters', singular: 'adaptercluster', shortName: 'ac',
@@ -59,6 +63,7 @@ export const KINDS: KindInfo[] = [
       { name: 'Revision', type: 'string', jsonPath: '.status.revision', description: 'Current bundle revision.' },
       STAGE, READY, AGE,
     ],
+    selectableFields: ['.spec.compression.method'],
   },
   {
     kind: 'LoRAServer', plural: 'loraservers', singular: 'loraserver', shortName: 'ls',
@@ -66,12 +71,13 @@ export const KINDS: KindInfo[] = [
     spec: LoRAServerSpec, status: LoRAServerStatus,
     columns: [
       { name: 'Replicas', type: 'integer', jsonPath: '.spec.replicas', description: 'Desired replicas.' },
-      { name: 'Available', type: 'integer', jsonPath: '.status.readyReplicas', description: 'Replicas serving the desired revision.' },
+      { name: 'Ready-Replicas', type: 'integer', jsonPath: '.status.readyReplicas', description: 'Replicas serving the desired revision.' },
       { name: 'Adapters', type: 'integer', jsonPath: '.status.servedAdapters', description: 'Adapters servable now.' },
       { name: 'Revision', type: 'string', jsonPath: '.status.bundleRevision.desired', description: 'Desired bundle revision.' },
       { name: 'Endpoint', type: 'string', jsonPath: '.status.endpoint', description: 'OpenAI-compatible endpoint.', priority: 1 },
       STAGE, READY, AGE,
     ],
+    selectableFields: [],
   },
 ];
 
@@ -128,6 +134,7 @@ export function customResourceDefinition(info: KindInfo): JsonSchema {
         storage: true,
         subresources: { status: {} },
         additionalPrinterColumns: info.columns,
+        ...(info.selectableFields.length > 0 ? { selectableFields: info.selectableFields.map((jsonPath) => ({ jsonPath })) } : {}),
         schema: {
           openAPIV3Schema: {
             type: 'object',

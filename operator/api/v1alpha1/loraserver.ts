@@ -1,21 +1,22 @@
 // LoRAServer: serve a base model with many adapters behind an OpenAI-compatible API.
 import { Type, type Static } from '@sinclair/typebox';
-import { DNS1123_SUBDOMAIN, HTTP_NEEDS_DIGEST, Name, Resources, Sha256, STORAGE_URI, StatusCommon, StorageRef, StringEnum } from './schema.js';
+import { httpNeedsDigest, Name, ObjectName, Resources, Sha256, StorageRef, StringEnum, Uri } from './common.js';
+import { StatusCommon } from './conditions.js';
 
 const RawAdapter = Type.Object(
   {
     name: Name('Adapter name, unique across the server; clients select it as the OpenAI `model`.'),
-    uri: Type.String({ description: 'PEFT adapter directory.', pattern: STORAGE_URI, maxLength: 2048 }),
+    uri: Uri('PEFT adapter directory (adapter_config.json + adapter_model.safetensors).'),
     sha256: Type.Optional(Sha256('Digest of adapter_model.safetensors.')),
   },
-  { description: 'An uncompressed adapter served next to the bundles.', 'x-kubernetes-validations': [HTTP_NEEDS_DIGEST] },
+  { description: 'An uncompressed adapter served next to the bundles.', 'x-kubernetes-validations': [httpNeedsDigest()] },
 );
 
 export const LoRAServerSpec = Type.Object(
   {
     baseModel: StorageRef('The base model (HF checkpoint directory).'),
     adapterClusters: Type.Array(
-      Type.String({ description: 'An AdapterCluster in the same namespace.', pattern: DNS1123_SUBDOMAIN, maxLength: 253 }),
+      ObjectName('An AdapterCluster in the same namespace.'),
       { description: 'AdapterClusters whose current bundle revisions are served.', maxItems: 64, 'x-kubernetes-list-type': 'set', default: [] },
     ),
     adapters: Type.Array(RawAdapter, {
@@ -36,7 +37,10 @@ export const LoRAServerSpec = Type.Object(
       },
       {
         description: 'Batching engine limits.', default: {},
-        'x-kubernetes-validations': [{ rule: 'self.maxBatchTokens >= self.maxBatchSize', message: 'maxBatchTokens must be at least maxBatchSize (one token per sequence)', fieldPath: '.maxBatchTokens' }],
+        'x-kubernetes-validations': [
+          { rule: 'self.maxBatchTokens >= self.maxBatchSize', message: 'maxBatchTokens must be at least maxBatchSize (one token per sequence)', fieldPath: '.maxBatchTokens' },
+          { rule: 'self.kvCacheTokens >= self.maxBatchTokens', message: 'kvCacheTokens must hold at least one full batch (maxBatchTokens)', fieldPath: '.kvCacheTokens' },
+        ],
       },
     ),
     autoscaling: Type.Optional(Type.Object(
