@@ -153,7 +153,7 @@ export class MergePatchStatusSink implements StatusSink {
         (body.status as Record<string, unknown>).conditions = setCondition(current.status?.conditions ?? [], {
           type: f.retryable ? CONDITION_DEGRADED : CONDITION_FAILED,
           status: 'True',
-          reason: f.reason || 'WorkerFailed',
+          reason: conditionReason(f.reason),
           message: f.message,
           observedGeneration: f.generation,
         }, this.now());
@@ -183,6 +183,13 @@ export class MergePatchStatusSink implements StatusSink {
     const plural = this.plurals[ref.kind] ?? `${ref.kind.toLowerCase()}s`;
     return { group: group ?? 'tessera.dev', version: version ?? 'v1alpha1', namespace: ref.namespace, plural, name: ref.name };
   }
+}
+
+/** Kubernetes requires a condition reason to be one CamelCase word; a worker's free text is folded into one. */
+export function conditionReason(raw: string): string {
+  const words = raw.split(/[^A-Za-z0-9]+/).filter((w) => w.length > 0);
+  const reason = words.map((w) => w[0]!.toUpperCase() + w.slice(1)).join('').replace(/^[0-9]+/, '');
+  return reason.length > 0 ? reason.slice(0, 1024) : 'WorkerFailed';
 }
 
 function finite(x: number): number {
