@@ -5,6 +5,9 @@
 // the tsx launcher between the test and the program, so the signal would go to npm and the
 // exit status would be npm's, not the operator's.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { repoRoot } from '../cluster/paths.js';
 
@@ -138,15 +141,26 @@ describe('tessera-operator entry point', () => {
 });
 
 describe('tessera-worker entry point', () => {
-  for (const mode of ['train', 'compress', 'serve', 'pretrain', 'eval']) {
-    it(`fails ${mode} with exit code 3 and a JSON NotImplemented error naming the mode`, async () => {
-      const { code, stderr } = await runToExit('worker/main.ts', [mode, '--spec', 'x']);
+  it('names a spec file it cannot read, with reason SpecUnreadable and exit code 3', async () => {
+    const { code, stderr } = await runToExit('worker/main.ts', ['train', '--spec', '/nonexistent/spec.json']);
+    assert.equal(code, 3, stderr);
+    const error = JSON.parse(stderr.trim().split('\n').at(-1) ?? '') as LogLine;
+    assert.equal(error.reason, 'SpecUnreadable');
+    assert.match(error.msg, /cannot read spec file \/nonexistent\/spec\.json/);
+  });
+
+  for (const mode of ['train', 'serve']) {
+    it(`fails ${mode}, whose engine is not built yet, with exit code 3 and reason NotImplemented`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'tessera-spec-'));
+      const spec = join(dir, 'spec.json');
+      writeFileSync(spec, JSON.stringify({ kind: 'SparseFineTune', spec: {} }));
+      const { code, stderr } = await runToExit('worker/main.ts', [mode, '--spec', spec]);
+      rmSync(dir, { recursive: true, force: true });
       assert.equal(code, 3, stderr);
       const error = JSON.parse(stderr.trim().split('\n').at(-1) ?? '') as LogLine;
       assert.equal(error.level, 'error');
       assert.equal(error.reason, 'NotImplemented');
       assert.equal(error.mode, mode);
-      assert.equal(error.spec, 'x');
       assert.match(error.msg, new RegExp(`tessera-worker ${mode} is not implemented`));
     });
   }
