@@ -1,0 +1,74 @@
+// One module slot (e.g. layer 3 q_proj) across n adapters, packed for the kernels: the
+// factors of M_i = s_i·B_i·A_i are normalized so ‖M̃_i‖_F = 1 (the paper's normalization;
+// the norms are kept to rescale), padded to a common rank and stacked (see kernels.ts).
+import { type JdKernels, type Stack } from './kernels.js';
+
+/** One adapter's LoRA factors for this slot: A is rank×k, B is m×rank (row-major). */
+export interface SlotFactors {
+  A: Float32Array;
+  B: Float32Array;
+  rank: number;
+  /** s_i: alpha/r (or alpha/√r with rsLoRA). */
+  scaling: number;
+}
+
+export interface Slot extends Stack {
+  name: string;
+  /** ‖s_i B_i A_i‖_F, the norm removed by normalization (0 for an all-zero update). */
+  norms: Float64Array;
+  ranks: number[];
+}
+
+/** Packs and normalizes one slot; `what(i)` names adapter i in errors. */
+export async function packSlot(kernels: JdKernels, name: string, m: number, k: number, adapters: readonly SlotFactors[], what: (i: number) => string = (i) => `adapter ${i}`): Promise<Slot> {
+  const n = adapters.length;
+  if (n === 0) throw new Error(`module ${name}: no adapters to compress`);
+  const r0 = Math.max(...adapters.map((a) => a.rank));
+  const f = new Float32Array(n * r0 * m);
+  const g = new Float32Array(n * r0 * k);
+  adapters.forEach((a, i) => {
+    if (a.A.length !== a.rank * k) throw new Error(`${what(i)}: module ${name}: lora_A has ${a.A.length} values, expected ${a.rank}×${k}`);
+    if (a.B.length !== m * a.rank) throw new Error(`${what(i)}: module ${name}: lora_B has ${a.B.length} values, expected ${m}×${a.rank}`);
+    for (let p = 0; p < a.rank; p++) {
+      const row = (i * r0 + p) * m;
+      for (let j = 0; j < m; j++) f[row + j] = a.B[j * a.rank + p] as number;
+    }
+    g.set(a.A, i * r0 * k);
+  });
+  const slot: Slot = { name, n, r0, m, k, f, g, norms: new Float64Array(n), ranks: adapters.map((a) => a.rank) };
+  const normsSq = await kernels.normsSq(slot);
+  adapters.forEach((a, i) => {
+    const norm = Math.sqrt(Math.max(normsSq[i] as number, 0));
+    if (!Number.isFinite(norm)) throw new Error(`${what(i)}: module ${name}: the LoRA update has a non-finite norm (NaN or Inf in lora_A/lora_B)`);
+    slot.norms[i] = a.scaling * norm;
+    // Both factors by 1/√‖B A‖ so M̃_i = B̃_iÃ_i has unit norm; an all-zero update stays zero.
+    const c = norm > 0 ? 1 / Math.sqrt(norm) : 0;
+    scaleRows(f, i * r0 * m, r0 * m, c);
+    scaleRows(g, i * r0 * k, r0 * k, c);
+  });
+  return slot;
+}
+
+function scaleRows(x: Float32Array, start: number, len: number, c: number): void {
+  for (let j = start; j < start + len; j++) x[j] = (x[j] as number) * c;
+}
+
+/** The slot restricted to `members` (indices into the slot's adapters), in that order. */
+export function subsetSlot(slot: Slot, members: readonly number[]): Slot {
+  const { r0, m, k } = slot;
+  const n = members.length;
+  const f = new Float32Array(n * r0 * m);
+  const g = new Float32Array(n * r0 * k);
+  members.forEach((src, dst) => {
+    f.set(slot.f.subarray(src * r0 * m, (src + 1) * r0 * m), dst * r0 * m);
+    g.set(slot.g.subarray(src * r0 * k, (src + 1) * r0 * k), dst * r0 * k);
+  });
+  return { name: slot.name, n, r0, m, k, f, g, norms: Float64Array.from(members, (i) => slot.norms[i] as number), ranks: members.map((i) => slot.ranks[i] as number) };
+}
+
+/** Number of adapters with a non-zero update: Σ‖M̃_i‖² over the slot. */
+export function totalEnergy(slot: Slot): number {
+  let s = 0;
+  for (const x of slot.norms) if (x > 0) s += 1;
+  return s;
+}
