@@ -1,5 +1,5 @@
 // Materializes a pod's volumes as host folders, as the kubelet's volume plugins would.
-import { mkdir, rename, writeFile, chmod } from 'node:fs/promises';
+import { chmod, mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { V1ConfigMap, V1KeyToPath, V1Pod, V1Secret, V1Volume, V1VolumeProjection } from '@kubernetes/client-node';
 import type { NodeApi } from './api.js';
@@ -115,8 +115,16 @@ async function materialize(ctx: VolumeContext, volume: V1Volume, dir: string): P
     return dir;
   }
   if (volume.hostPath) {
-    if (volume.hostPath.type === 'DirectoryOrCreate') await mkdir(volume.hostPath.path, { recursive: true });
-    return volume.hostPath.path;
+    const { path, type } = volume.hostPath;
+    if (type === 'DirectoryOrCreate') await mkdir(path, { recursive: true });
+    else if (type === 'Directory' || type === 'File') {
+      const found = await stat(path).catch(() => undefined);
+      // As the kubelet does: the pod waits (and says why) until the path exists.
+      if (!found || (type === 'Directory' ? !found.isDirectory() : !found.isFile())) {
+        throw new VolumeError('HostPathNotFound', `hostPath volume ${volume.name}: ${path} is not an existing ${type === 'Directory' ? 'directory' : 'file'}`);
+      }
+    }
+    return path;
   }
   if (volume.persistentVolumeClaim) return ctx.claimPath(namespace, volume.persistentVolumeClaim.claimName);
   await mkdir(dir, { recursive: true });

@@ -1,0 +1,108 @@
+// ReconcileDeps on a real API server: reads from the informer caches, writes children with
+// server-side apply, status through /status with optimistic concurrency, and core Events.
+import {
+  BatchV1Api, CoreV1Api, CustomObjectsApi, KubernetesObjectApi, PatchStrategy, setHeaderOptions,
+  type KubeConfig, type KubernetesObject, type V1Deployment, type V1Job,
+} from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { GROUP, VERSION, type AdapterCluster, type LoRAServer, type SparseFineTune } from '../api/v1alpha1/index.js';
+import type { ReconcileDeps } from '../controllers/common/deps.js';
+import type { WorkerSettings } from '../controllers/common/worker-pod.js';
+import type { ObjectCache } from './cache.js';
+
+export const FIELD_MANAGER = 'tessera-operator';
+const PLURALS: Record<string, string> = { SparseFineTune: 'sparsefinetunes', AdapterCluster: 'adapterclusters', LoRAServer: 'loraservers' };
+
+export interface Caches {
+  sparseFineTunes: ObjectCache<SparseFineTune & KubernetesObject>;
+  adapterClusters: ObjectCache<AdapterCluster & KubernetesObject>;
+  loraServers: ObjectCache<LoRAServer & KubernetesObject>;
+  jobs: ObjectCache<V1Job>;
+  deployments: ObjectCache<V1Deployment>;
+}
+
+export class KubeDeps implements ReconcileDeps {
+  private readonly objects: KubernetesObjectApi;
+  private readonly custom: CustomObjectsApi;
+  private readonly batch: BatchV1Api;
+  private readonly core: CoreV1Api;
+
+  constructor(kubeConfig: KubeConfig, private readonly caches: Caches, readonly settings: WorkerSettings, private readonly log: Logger, private readonly caBundlePem: string | undefined) {
+    this.objects = KubernetesObjectApi.makeApiClient(kubeConfig);
+    this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.batch = kubeConfig.makeApiClient(BatchV1Api);
+    this.core = kubeConfig.makeApiClient(CoreV1Api);
+  }
+
+  now(): Date {
+    return new Date();
+  }
+
+  async apply(obj: KubernetesObject): Promise<void> {
+    await this.objects.patch(obj, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+  }
+
+  /** The hub's CA in the workload's namespace, so worker pods can mount it. */
+  async ensureCa(namespace: string): Promise<void> {
+    if (!this.caBundlePem) return;
+    await this.apply({
+      apiVersion: 'v1', kind: 'ConfigMap',
+      metadata: { name: this.settings.caConfigMap, namespace, labels: { 'app.kubernetes.io/managed-by': FIELD_MANAGER } },
+      data: { 'ca.crt': this.caBundlePem },
+    } as KubernetesObject);
+  }
+
+  async patchStatus(obj: KubernetesObject, status: Record<string, unknown>): Promise<void> {
+    await this.custom.patchNamespacedCustomObjectStatus(
+      {
+        group: GROUP, version: VERSION, plural: PLURALS[obj.kind ?? ''] ?? '', namespace: obj.metadata?.namespace ?? '', name: obj.metadata?.name ?? '',
+        // resourceVersion makes this a compare-and-swap: a concurrent write by the status hub is never lost.
+        body: { metadata: { resourceVersion: obj.metadata?.resourceVersion }, status },
+        fieldManager: FIELD_MANAGER,
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  }
+
+  async deleteJob(namespace: string, name: string): Promise<void> {
+    await this.batch.deleteNamespacedJob({ name, namespace, propagationPolicy: 'Background' });
+  }
+
+  job(namespace: string, name: string): V1Job | undefined {
+    return this.caches.jobs.get(namespace, name);
+  }
+
+  jobsOf(namespace: string, kind: string, name: string): V1Job[] {
+    return this.caches.jobs.list(namespace, (j) => j.metadata?.labels?.['tessera.dev/kind'] === kind.toLowerCase() && j.metadata?.labels?.['tessera.dev/name'] === name.slice(0, 63));
+  }
+
+  deployment(namespace: string, name: string): V1Deployment | undefined {
+    return this.caches.deployments.get(namespace, name);
+  }
+
+  sparseFineTune(namespace: string, name: string): SparseFineTune | undefined {
+    return this.caches.sparseFineTunes.get(namespace, name);
+  }
+
+  sparseFineTunes(namespace: string): SparseFineTune[] {
+    return this.caches.sparseFineTunes.list(namespace);
+  }
+
+  adapterCluster(namespace: string, name: string): AdapterCluster | undefined {
+    return this.caches.adapterClusters.get(namespace, name);
+  }
+
+  event(obj: KubernetesObject, type: 'Normal' | 'Warning', reason: string, note: string): void {
+    const now = new Date();
+    const namespace = obj.metadata?.namespace ?? 'default';
+    this.core.createNamespacedEvent({
+      namespace,
+      body: {
+        metadata: { generateName: `${obj.metadata?.name ?? 'object'}.`, namespace },
+        involvedObject: { apiVersion: obj.apiVersion, kind: obj.kind, name: obj.metadata?.name, namespace, uid: obj.metadata?.uid },
+        reason, message: note, type, firstTimestamp: now, lastTimestamp: now, count: 1,
+        source: { component: FIELD_MANAGER }, reportingComponent: 'tessera.dev/operator',
+      },
+    }).catch((err: unknown) => this.log.warn({ err, reason }, 'cannot record event'));
+  }
+}

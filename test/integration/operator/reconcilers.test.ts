@@ -1,0 +1,161 @@
+// The operator on a real control plane: apply a resource, get its children, watch real worker
+// processes report through the authenticated status hub into .status, delete, get cleaned up.
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CustomObjectsApi, type V1Deployment, type V1Job } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { createKubeStatusHub, type StatusHub } from '../../../operator/status/index.js';
+import { hubCredentials, TlsStore } from '../../../operator/tls/index.js';
+import { Manager } from '../../../operator/manager/manager.js';
+import { repoRoot } from '../../cluster/paths.js';
+import { waitFor } from '../../cluster/probe.js';
+import { session } from '../../cluster/session.js';
+import { clients, deleteNamespace, freshNamespace } from '../helpers.js';
+
+type Obj = { metadata: { generation?: number }; status?: { conditions?: { type: string; status: string; reason: string; message: string }[]; stage?: string; observedGeneration?: number; jobName?: string; readyReplicas?: number; endpoint?: string } };
+
+describe('the operator on the local control plane', function () {
+  this.timeout(240_000);
+  let ns: string;
+  let hub: StatusHub;
+  let manager: Manager;
+  let stopTls: () => void;
+  let data: string;
+  const custom = () => session().kubeConfig.makeApiClient(CustomObjectsApi);
+  const get = async (plural: string, name: string) => (await custom().getNamespacedCustomObject({ group: 'tessera.dev', version: 'v1alpha1', namespace: ns, plural, name })) as Obj;
+  const condition = (o: Obj, type: string) => o.status?.conditions?.find((c) => c.type === type);
+
+  before(async function () {
+    if (session().kind !== 'local') this.skip();
+    const crds = await session().kubectl(['apply', '--server-side', '-f', join(repoRoot, 'crds')]);
+    assert.equal(crds.code, 0, crds.stderr);
+    ns = await freshNamespace('operator');
+    data = mkdtempSync(join(tmpdir(), 'tessera-data-'));
+    for (const dir of ['models/tiny', 'data', 'out', 'adapters/a', 'bundles']) mkdirSync(join(data, dir), { recursive: true });
+    const logger = pino({ level: process.env.TESSERA_TEST_VERBOSE ? 'debug' : 'silent' });
+    const kubeConfig = session().kubeConfig;
+    const tlsOptions = { kubeConfig, namespace: ns, names: { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }, caNamespaces: [] };
+    const creds = await hubCredentials({ ...tlsOptions, logger });
+    stopTls = creds.stop;
+    const material = await new TlsStore(tlsOptions).ensure();
+    hub = createKubeStatusHub({ kubeConfig, logger, patchIntervalMs: 200 });
+    const port = await hub.listen('127.0.0.1:0', creds.credentials);
+    manager = new Manager({
+      kubeConfig, logger, caBundlePem: material.caBundlePem,
+      settings: { image: 'ghcr.io/tessera-dev/tessera:test', statusAddress: `127.0.0.1:${port}`, caConfigMap: 'tessera-ca', tokenAudience: 'tessera.dev' },
+    });
+    await manager.start();
+  });
+
+  after(async () => {
+    await manager?.stop();
+    await hub?.close();
+    stopTls?.();
+    if (ns) await deleteNamespace(ns);
+    if (data) rmSync(data, { recursive: true, force: true });
+  });
+
+  const sft = (name: string) => ({
+    apiVersion: 'tessera.dev/v1alpha1', kind: 'SparseFineTune',
+    metadata: { name, namespace: ns },
+    spec: {
+      baseModel: { uri: `file://${data}/models/tiny` },
+      dataset: { uri: `file://${data}/data/train.jsonl` },
+      method: 'lora',
+      adapter: { rank: 4 },
+      training: { steps: 10 },
+      output: { uri: `file://${data}/out/${name}`, mergedModel: false, adapter: true },
+      backoffLimit: 1,
+    },
+  });
+
+  it('runs a SparseFineTune as a Job whose worker reports its failure reason into the status', async () => {
+    const applied = await session().kubectl(['apply', '-f', '-'], { input: JSON.stringify(sft('first')) });
+    assert.equal(applied.code, 0, applied.stderr);
+    let job: V1Job | undefined;
+    await waitFor('the Job of SparseFineTune first', async () => {
+      const jobs = await clients().batch.listNamespacedJob({ namespace: ns, labelSelector: 'tessera.dev/name=first' });
+      job = jobs.items[0];
+      return job !== undefined;
+    }, 30_000);
+    const pod = job?.spec?.template.spec;
+    assert.deepEqual(pod?.containers[0]?.args?.slice(0, 2), ['train', '--spec']);
+    assert.equal(pod?.containers[0]?.securityContext?.runAsNonRoot, true);
+    assert.equal(job?.metadata?.ownerReferences?.[0]?.kind, 'SparseFineTune');
+    assert.equal(job?.spec?.backoffLimit, 1);
+
+    // The worker starts as a real process, reads its spec, reports NotImplemented over gRPC and exits 3.
+    let obj: Obj | undefined;
+    await waitFor('status Failed with the worker\'s reason', async () => {
+      obj = await get('sparsefinetunes', 'first');
+      return condition(obj, 'Failed')?.status === 'True' && obj.status?.stage === 'Failed';
+    }, 90_000);
+    assert.equal(condition(obj!, 'Failed')?.reason, 'NotImplemented');
+    assert.match(condition(obj!, 'Ready')?.message ?? '', /train is not implemented/);
+    assert.equal(obj!.status?.observedGeneration, obj!.metadata.generation);
+    assert.equal(obj!.status?.jobName, job?.metadata?.name);
+    const events = await clients().core.listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=first' });
+    assert.ok(events.items.some((e) => e.reason === 'JobCreated'), 'a JobCreated event was recorded');
+  });
+
+  it('starts a new run when the spec changes and garbage-collects children on delete', async () => {
+    const before = (await get('sparsefinetunes', 'first')).status?.jobName;
+    const changed = sft('first');
+    changed.spec.training.steps = 20;
+    assert.equal((await session().kubectl(['apply', '-f', '-'], { input: JSON.stringify(changed) })).code, 0);
+    await waitFor('a new Job for generation 2', async () => {
+      const o = await get('sparsefinetunes', 'first');
+      return o.status?.observedGeneration === 2 && o.status.jobName !== before;
+    }, 30_000);
+    assert.equal((await session().kubectl(['delete', '-n', ns, 'sft/first', '--wait=true'])).code, 0);
+    await waitFor('the Jobs and spec ConfigMaps to be garbage-collected', async () => {
+      const jobs = await clients().batch.listNamespacedJob({ namespace: ns, labelSelector: 'tessera.dev/name=first' });
+      const cms = await clients().core.listNamespacedConfigMap({ namespace: ns, labelSelector: 'tessera.dev/name=first' });
+      return jobs.items.length === 0 && cms.items.length === 0;
+    }, 60_000);
+  });
+
+  it('makes an AdapterCluster wait for a SparseFineTune that enrolls into it', async () => {
+    const run = sft('trainer');
+    Object.assign(run.spec.output, { enrollInto: { adapterCluster: 'pool', adapterName: 'trained' } });
+    const ac = {
+      apiVersion: 'tessera.dev/v1alpha1', kind: 'AdapterCluster', metadata: { name: 'pool', namespace: ns },
+      spec: { baseModel: { uri: `file://${data}/models/tiny` }, adapters: [{ name: 'a', uri: `file://${data}/adapters/a` }], output: { uri: `file://${data}/bundles/pool` } },
+    };
+    assert.equal((await session().kubectl(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [run, ac] }) })).code, 0);
+    let obj: Obj | undefined;
+    await waitFor('the AdapterCluster to wait for its input', async () => {
+      obj = await get('adapterclusters', 'pool');
+      return obj.status?.stage === 'WaitingForInputs';
+    }, 30_000);
+    assert.equal(condition(obj!, 'Progressing')?.reason, 'InputNotReady');
+    assert.match(condition(obj!, 'Progressing')?.message ?? '', /SparseFineTune trainer/);
+    const lineage = await get('sparsefinetunes', 'trainer');
+    assert.deepEqual((lineage.status as { lineage?: unknown } | undefined)?.lineage, { adapterCluster: 'pool', adapterName: 'trained' });
+  });
+
+  it('serves a LoRAServer from a Deployment and Service and reports its replicas', async () => {
+    const ls = {
+      apiVersion: 'tessera.dev/v1alpha1', kind: 'LoRAServer', metadata: { name: 'api', namespace: ns },
+      spec: { baseModel: { uri: `file://${data}/models/tiny` }, replicas: 1, resources: { gpus: 1 } },
+    };
+    assert.equal((await session().kubectl(['apply', '-f', '-'], { input: JSON.stringify(ls) })).code, 0);
+    let deployment: V1Deployment | undefined;
+    await waitFor('the Deployment and Service', async () => {
+      deployment = (await clients().apps.listNamespacedDeployment({ namespace: ns, labelSelector: 'tessera.dev/name=api' })).items[0];
+      const services = await clients().core.listNamespacedService({ namespace: ns, labelSelector: 'tessera.dev/name=api' });
+      return deployment !== undefined && services.items.length === 1;
+    }, 30_000);
+    assert.equal(deployment?.spec?.template.spec?.containers[0]?.resources?.limits?.['nvidia.com/gpu'], '1');
+    assert.equal(deployment?.spec?.template.spec?.containers[0]?.readinessProbe?.httpGet?.path, '/health');
+    let obj: Obj | undefined;
+    await waitFor('LoRAServer status with endpoint and replica counts', async () => {
+      obj = await get('loraservers', 'api');
+      return obj.status?.endpoint !== undefined && obj.status.observedGeneration === obj.metadata.generation;
+    }, 30_000);
+    assert.equal(obj!.status?.endpoint, `http://api.${ns}.svc:8000/v1`);
+    assert.equal(condition(obj!, 'Ready')?.status, 'False', 'the serving engine does not exist yet, so no replica is ready');
+  });
+});
