@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { pino, type Logger } from 'pino';
 import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { startControllers, type RunningControllers } from './run-controllers.js';
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
 type LogLevel = (typeof LOG_LEVELS)[number];
@@ -34,6 +35,8 @@ interface OperatorOptions {
   workerImage: string;
   tlsMode: TlsMode;
   tlsSecretName: string;
+  statusAddress: string | undefined;
+  serviceName: string;
 }
 
 function parseBindAddress(value: string): BindAddress | null {
@@ -73,7 +76,9 @@ function parseOptions(argv: readonly string[], version: string): OperatorOptions
     .addOption(new Option('--log-level <level>', 'minimum level of the JSON logs').choices(LOG_LEVELS).default('info'))
     .addOption(new Option('--worker-image <image>', 'image of the tessera-worker pods the controllers create').default(`ghcr.io/tessera-dev/tessera:${version}`))
     .addOption(new Option('--tls-mode <mode>', 'who issues the gRPC serving certificate: the operator itself or cert-manager').choices(TLS_MODES).default('self-signed'))
-    .addOption(new Option('--tls-secret-name <name>', 'Secret holding the gRPC CA and serving certificate (written by the operator when self-signed)').default('tessera-operator-tls'));
+    .addOption(new Option('--tls-secret-name <name>', 'Secret holding the gRPC CA and serving certificate (written by the operator when self-signed)').default('tessera-operator-tls'))
+    .addOption(new Option('--service-name <name>', 'the operator Service that workers reach the status hub through').default('tessera-operator'))
+    .addOption(new Option('--status-address <host:port>', 'address workers dial for the status hub (default: the Service\'s cluster DNS name and the gRPC port)'));
   program.parse(argv, { from: 'node' });
   return program.opts<OperatorOptions>();
 }
@@ -112,13 +117,14 @@ async function main(): Promise<void> {
   new Gauge({ name: 'tessera_build_info', help: 'Always 1; labels identify the running operator build.', labelNames: ['version'], registers: [registry] }).set({ version }, 1);
 
   let ready = false;
+  let controllers: RunningControllers | undefined;
   const servers: Server[] = [];
   try {
     if (options.healthProbeBindAddress) {
       servers.push(await serve('health probes', options.healthProbeBindAddress, log, (req, res) => {
         const path = (req.url ?? '/').split('?')[0];
         if (path === '/healthz') return reply(res, 200, 'ok');
-        if (path === '/readyz') return ready ? reply(res, 200, 'ok') : reply(res, 503, 'shutting down');
+        if (path === '/readyz') return ready && (controllers?.synced ?? true) ? reply(res, 200, 'ok') : reply(res, 503, 'not ready: starting, syncing caches or shutting down');
         reply(res, 404, 'not found: serves /healthz and /readyz');
       }));
     }
@@ -138,12 +144,27 @@ async function main(): Promise<void> {
     log.fatal({ err }, 'cannot bind an endpoint');
     process.exit(1);
   }
+  if (options.grpcBindAddress) {
+    if (options.leaderElect) log.warn('leader election is not implemented yet: run a single replica');
+    try {
+      controllers = await startControllers({
+        namespace: process.env.POD_NAMESPACE ?? 'tessera-system',
+        workerImage: options.workerImage,
+        grpcHost: options.grpcBindAddress.host,
+        grpcPort: options.grpcBindAddress.port,
+        statusAddress: options.statusAddress,
+        serviceName: options.serviceName,
+        tlsMode: options.tlsMode,
+        tlsSecretName: options.tlsSecretName,
+        logger: log,
+        registry,
+      });
+    } catch (err) {
+      log.fatal({ err }, 'cannot start the controllers');
+      process.exit(1);
+    }
+  } else log.warn('--grpc-bind-address=0: the status hub and controllers are off; serving probes and metrics only');
   ready = true;
-
-  log.warn(
-    { notImplemented: ['SparseFineTune controller', 'AdapterCluster controller', 'LoRAServer controller', 'gRPC status hub', 'leader election'], grpcBindAddress: options.grpcBindAddress, leaderElect: options.leaderElect },
-    'controllers are not implemented yet: this build serves probes and metrics and reconciles nothing',
-  );
 
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {
@@ -158,10 +179,10 @@ async function main(): Promise<void> {
       log.error({ graceMs: SHUTDOWN_GRACE_MS }, 'shutdown took too long: exiting');
       process.exit(1);
     }, SHUTDOWN_GRACE_MS).unref();
-    const closing = servers.map((server) => new Promise<void>((resolve) => {
+    const closing = [controllers?.stop().catch((err: unknown) => log.error({ err }, 'stopping the controllers failed')), ...servers.map((server) => new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();
-    }));
+    }))];
     void Promise.all(closing).then(() => {
       log.info('stopped');
       process.exit(0);

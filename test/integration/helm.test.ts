@@ -97,6 +97,7 @@ describe('the Helm chart', () => {
       '--worker-image=registry.example/tessera:dev',
       '--tls-mode=self-signed',
       '--tls-secret-name=tessera-operator-tls',
+      '--service-name=tessera-operator',
     ]);
     assert.equal(container.image, 'ghcr.io/tessera-dev/tessera:0.1.0', 'the tag defaults to appVersion');
     assert.deepEqual(container.env?.find((e) => e.name === 'POD_NAMESPACE')?.valueFrom?.fieldRef?.fieldPath, 'metadata.namespace');
