@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // tessera-worker: one subcommand per workload mode; each mode lives in its own module and is
 // only registered here. Modes the operator launches (train, compress, serve) read the spec file
-// the operator mounts and report to the status hub; a mode whose engine is not built yet fails
-// with reason NotImplemented and exit code 3, so its Job fails visibly and says why.
+// the operator mounts and report to the status hub; compress runs for real, and a mode whose
+// engine is not built yet (train, serve) fails with reason NotImplemented and exit code 3, so
+// its Job fails visibly and says why.
 import { Command } from 'commander';
 import { pino } from 'pino';
+import { runCompress } from './modes/compress.js';
 import { registerEval } from './modes/eval.js';
 import { registerPretrain } from './modes/pretrain.js';
 import { runWorkload, WorkloadError } from './modes/workload.js';
@@ -36,9 +38,11 @@ for (const mode of OPERATOR_MODES) {
     .description(mode.summary)
     .requiredOption('--spec <file>', 'workload spec (JSON) written by the operator')
     .action(async (opts: { spec: string }) => {
-      process.exitCode = await runWorkload(mode.name, opts.spec, log, async () => {
-        throw new WorkloadError('NotImplemented', `tessera-worker ${mode.name} is not implemented yet`);
-      });
+      process.exitCode = mode.name === 'compress'
+        ? await runWorkload(mode.name, opts.spec, log, runCompress)
+        : await runWorkload(mode.name, opts.spec, log, async () => {
+          throw new WorkloadError('NotImplemented', `tessera-worker ${mode.name} is not implemented yet`);
+        });
     });
 }
 registerPretrain(program);

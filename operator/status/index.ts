@@ -5,6 +5,7 @@ import type { Registry } from 'prom-client';
 import { CachingAuthenticator, KubeTokenReviewer } from './auth.js';
 import { StatusHub } from './hub.js';
 import { KubeOwnerResolver } from './owner.js';
+import { tesseraStatusMapper } from './kind-mappers.js';
 import { MergePatchStatusSink, type StatusSink } from './sink.js';
 
 export { AuthError, CachingAuthenticator, KubeTokenReviewer, TOKEN_AUDIENCE, bearerToken } from './auth.js';
@@ -14,6 +15,7 @@ export type { OwnerRef, OwnerResolver } from './owner.js';
 export { StatusHub, NotConnectedError } from './hub.js';
 export type { DirectiveTarget, StatusHubOptions } from './hub.js';
 export { MergePatchStatusSink, defaultStatusMapper, setCondition } from './sink.js';
+export { tesseraStatusMapper } from './kind-mappers.js';
 export type { Condition, StatusMapper, StatusPatch, StatusSink } from './sink.js';
 export type { ObjectState, PodServing } from './state.js';
 export * from './wire.js';
@@ -38,7 +40,7 @@ export function createKubeStatusHub(options: KubeStatusHubOptions): StatusHub {
   });
   return new StatusHub({
     authenticator,
-    sink: options.sink ?? new MergePatchStatusSink(options.kubeConfig, { fieldManager: 'tessera-status-hub' }),
+    sink: options.sink ?? new MergePatchStatusSink(options.kubeConfig, { fieldManager: 'tessera-status-hub', mapper: tesseraStatusMapper }),
     logger: options.logger,
     registry: options.registry,
     patchIntervalMs: options.patchIntervalMs,

@@ -2,7 +2,8 @@
 // (bind mounts make mountPath real for the process), output in a per-restart log file.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface Mount {
@@ -33,17 +34,30 @@ export interface Terminated {
 
 const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
-async function mountScript(file: string, mounts: Mount[], cwd: string): Promise<void> {
-  const lines = ['#!/bin/sh', 'set -e'];
-  for (const m of mounts) {
-    const isDir = (await stat(m.source)).isDirectory();
-    lines.push(isDir ? `mkdir -p ${shellQuote(m.target)}` : `mkdir -p "$(dirname ${shellQuote(m.target)})" && touch ${shellQuote(m.target)}`);
-    lines.push(`mount --bind ${shellQuote(m.source)} ${shellQuote(m.target)}`);
-    if (m.readOnly) lines.push(`mount -o remount,bind,ro ${shellQuote(m.target)}`);
-  }
+/**
+ * Bind mounts in two passes, as the kubelet resolves every source on the host: first each source
+ * onto a private staging path, then staging onto the targets. Otherwise a target that shadows a
+ * later source (an emptyDir on /tmp above a host folder under /tmp) would hide it.
+ */
+async function mountScript(file: string, mounts: Mount[], cwd: string, staging: string): Promise<void> {
+  const lines = ['#!/bin/sh', 'set -e', `mkdir -p ${shellQuote(staging)}`];
+  const kinds = await Promise.all(mounts.map(async (m) => (await stat(m.source)).isDirectory()));
+  mounts.forEach((m, i) => {
+    const stage = shellQuote(`${staging}/${i}`);
+    lines.push(kinds[i] ? `mkdir -p ${stage}` : `touch ${stage}`, `mount --bind ${shellQuote(m.source)} ${stage}`);
+  });
+  mounts.forEach((m, i) => {
+    const target = shellQuote(m.target);
+    lines.push(kinds[i] ? `mkdir -p ${target}` : `mkdir -p "$(dirname ${target})" && touch ${target}`);
+    lines.push(`mount --bind ${shellQuote(`${staging}/${i}`)} ${target}`);
+    if (m.readOnly) lines.push(`mount -o remount,bind,ro ${target}`);
+  });
   lines.push(`cd ${shellQuote(cwd)}`, 'exec "$@"', '');
   await writeFile(file, lines.join('\n'), { mode: 0o755 });
 }
+
+/** Staging folders live on the host's /run (tmpfs) and are removed once the container exits. */
+const STAGING_ROOT = '/run/tessera-mounts';
 
 export class ContainerProcess {
   private child: ChildProcess | undefined;
@@ -63,13 +77,15 @@ export class ContainerProcess {
     const [command, ...args] = options.argv;
     if (!command) throw new Error(`container ${options.name} has an empty command`);
     let argv0 = command;
+    let staging: string | undefined;
     let argvRest = args;
     if (options.mounts.length > 0) {
       if (!options.mountNamespaces) {
         throw new Error(`container ${options.name} mounts volumes, but this host cannot create mount namespaces (unshare --mount needs CAP_SYS_ADMIN)`);
       }
       const script = join(options.logDir, `mounts-${attempt}.sh`);
-      await mountScript(script, options.mounts, options.cwd);
+      staging = join(STAGING_ROOT, `${randomUUID()}`);
+      await mountScript(script, options.mounts, options.cwd, staging);
       argv0 = 'unshare';
       argvRest = ['--mount', '--propagation', 'private', '/bin/sh', script, command, ...args];
     }
@@ -82,6 +98,8 @@ export class ContainerProcess {
     child.on('error', (err) => (spawnError = err));
     child.on('close', (code, signal) => {
       log.end();
+      // The mounts were private to the container's namespace: on the host these are empty folders.
+      if (staging) void rm(staging, { recursive: true, force: true });
       const finishedAt = new Date();
       if (spawnError) {
         proc.resolveExit({ exitCode: 128, signal: null, startedAt: proc.startedAt, finishedAt, reason: 'StartError', message: `cannot start ${command}: ${spawnError.message}` });

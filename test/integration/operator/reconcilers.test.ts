@@ -13,8 +13,11 @@ import { repoRoot } from '../../cluster/paths.js';
 import { waitFor } from '../../cluster/probe.js';
 import { session } from '../../cluster/session.js';
 import { clients, deleteNamespace, freshNamespace } from '../helpers.js';
+import { MODULES, writeAdapters } from '../../unit/compress/fixtures.js';
+import { randomAdapters } from '../../unit/compress/builders.js';
+import { readJdBundle } from '../../../worker/formats/jd-bundle.js';
 
-type Obj = { metadata: { generation?: number }; status?: { conditions?: { type: string; status: string; reason: string; message: string }[]; stage?: string; observedGeneration?: number; jobName?: string; readyReplicas?: number; endpoint?: string } };
+type Obj = { metadata: { generation?: number }; status?: { revision?: string; bundleUri?: string; adapterCount?: number; parameterSavedPercent?: number; adapters?: { name: string; reconstructionErrorPercent: number }[]; conditions?: { type: string; status: string; reason: string; message: string }[]; stage?: string; observedGeneration?: number; jobName?: string; readyReplicas?: number; endpoint?: string } };
 
 describe('the operator on the local control plane', function () {
   this.timeout(240_000);
@@ -134,6 +137,33 @@ describe('the operator on the local control plane', function () {
     assert.match(condition(obj!, 'Progressing')?.message ?? '', /SparseFineTune trainer/);
     const lineage = await get('sparsefinetunes', 'trainer');
     assert.deepEqual((lineage.status as { lineage?: unknown } | undefined)?.lineage, { adapterCluster: 'pool', adapterName: 'trained' });
+  });
+
+  it('compresses an AdapterCluster\'s adapters in a real worker and reports the bundle revision', async () => {
+    const byModule = new Map(MODULES.map((m, j) => [m.name, randomAdapters(4, m.out, m.in, 2, 10 + j)]));
+    const written = await writeAdapters(join(data, 'adapters'), 4, (m, i) => byModule.get(m.name)![i]!);
+    const ac = {
+      apiVersion: 'tessera.dev/v1alpha1', kind: 'AdapterCluster', metadata: { name: 'jd', namespace: ns },
+      spec: {
+        baseModel: { uri: `file://${data}/models/tiny` },
+        adapters: written.map((a) => ({ name: a.name, uri: `file://${a.dir}` })),
+        compression: { method: 'jd-full', rank: 4, clusters: 1, iterations: 5 },
+        output: { uri: `file://${data}/bundles/jd` },
+      },
+    };
+    assert.equal((await session().kubectl(['apply', '-f', '-'], { input: JSON.stringify(ac) })).code, 0);
+    let obj: Obj | undefined;
+    await waitFor('the AdapterCluster to be Ready with a bundle revision', async () => {
+      obj = await get('adapterclusters', 'jd');
+      return condition(obj, 'Ready')?.status === 'True' && obj.status?.revision !== undefined;
+    }, 120_000);
+    assert.equal(obj!.status?.adapterCount, 4);
+    assert.equal(obj!.status?.stage, 'Succeeded');
+    assert.ok((obj!.status?.parameterSavedPercent ?? 0) > 0, 'parameters were saved');
+    assert.equal(obj!.status?.bundleUri, `file://${data}/bundles/jd/${obj!.status?.revision}`);
+    assert.deepEqual(obj!.status?.adapters?.map((a) => a.name).sort(), ['a0', 'a1', 'a2', 'a3']);
+    const bundle = await readJdBundle(join(data, 'bundles', 'jd', obj!.status?.revision ?? ''));
+    assert.equal(bundle.manifest.revision, obj!.status?.revision);
   });
 
   it('serves a LoRAServer from a Deployment and Service and reports its replicas', async () => {
