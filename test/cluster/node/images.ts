@@ -21,6 +21,8 @@ export interface ResolvedCommand {
   argv: string[];
   /** Working directory when the container names none (the image's WORKDIR for the project image). */
   defaultCwd: string | undefined;
+  /** Folder that stands in for the image's files; it must stay visible whatever the volumes shadow. */
+  imageRoot: string | undefined;
 }
 
 export class UnsupportedImageError extends Error {
@@ -56,7 +58,7 @@ export function resolveCommand(mapping: ImageMapping, container: V1Container): R
     if (!base) {
       throw new UnsupportedImageError('UnknownEntryPoint', `image ${image} has no entry point ${JSON.stringify(first)}: expected one of ${Object.keys(ENTRY_POINTS).join(', ')}`);
     }
-    return { argv: [...base, ...rest, ...args], defaultCwd: mapping.repoRoot };
+    return { argv: [...base, ...rest, ...args], defaultCwd: mapping.repoRoot, imageRoot: mapping.repoRoot };
   }
   if (command.length === 0) {
     throw new UnsupportedImageError(
@@ -64,5 +66,5 @@ export function resolveCommand(mapping: ImageMapping, container: V1Container): R
       `the process node cannot run image ${JSON.stringify(image)} without an explicit command: it runs only ${mapping.projectImages.join(', ')} images, or containers that name a command available on the host`,
     );
   }
-  return { argv: [...command, ...args], defaultCwd: undefined };
+  return { argv: [...command, ...args], defaultCwd: undefined, imageRoot: undefined };
 }

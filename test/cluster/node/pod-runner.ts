@@ -194,9 +194,12 @@ export class PodRunner {
       slot.spec,
     );
     const cwd = slot.spec.workingDir ?? command.defaultCwd ?? this.podDir;
+    const mounts = this.mountsFor(slot.spec);
+    // In a real container the image's files are the root file system, which no volume can hide.
+    if (mounts.length > 0 && command.imageRoot) mounts.push({ source: command.imageRoot, target: command.imageRoot, readOnly: true });
     const proc = await ContainerProcess.start(
       // Kubernetes expands $(VAR) in command and args from the container's environment.
-      { name: slot.name, argv: command.argv.map((arg) => expand(arg, env)), env, cwd, mounts: this.mountsFor(slot.spec), mountNamespaces: this.ctx.mountNamespaces, logDir: join(this.podDir, 'logs', slot.name) },
+      { name: slot.name, argv: command.argv.map((arg) => expand(arg, env)), env, cwd, mounts, mountNamespaces: this.ctx.mountNamespaces, logDir: join(this.podDir, 'logs', slot.name) },
       slot.restartCount,
     );
     slot.process = proc;
