@@ -26,7 +26,10 @@ export function linearModulePath(layer: number, module: LinearModule): string {
 }
 
 /** [out, in] features of a linear layer (PyTorch nn.Linear weight layout). */
-export function linearShape(c: LlamaFamilyConfig, module: LinearModule): [number, number] {
+/** Only the sizes are read, so the model's own config type fits too. */
+export type LinearSizes = Pick<LlamaFamilyConfig, 'numAttentionHeads' | 'numKeyValueHeads' | 'headDim' | 'hiddenSize' | 'intermediateSize'>;
+
+export function linearShape(c: LinearSizes, module: LinearModule): [number, number] {
   const q = c.numAttentionHeads * c.headDim;
   const kv = c.numKeyValueHeads * c.headDim;
   const shapes: Record<LinearModule, [number, number]> = {

@@ -1,11 +1,11 @@
 // The slice of a Llama-family config the model graphs read. Field names match the
 // normalized config of worker/formats/hf-config.ts (LlamaFamilyConfig), so one of those can
-// be passed as is; the model does not import the formats layer, which keeps it loadable
-// from any source (tests build configs by hand).
+// be passed as is; tests build configs by hand. Module names and shapes come from the formats
+// layer, which owns the HF naming.
+import type { RopeScaling } from '../../formats/hf-config.js';
+import { LINEAR_MODULES, linearModulePath, linearShape, type LinearModule } from '../../formats/hf-checkpoint.js';
 
-export type RopeScaling =
-  | { type: 'linear'; factor: number }
-  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
+export { LINEAR_MODULES, linearShape, type LinearModule, type RopeScaling };
 
 export interface LlamaConfig {
   /** llama | mistral | qwen2: selects the registry entry; the graphs differ only by the flags below. */
@@ -29,30 +29,8 @@ export interface LlamaConfig {
   mlpBias: boolean;
 }
 
-export const LINEAR_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
-export type LinearModule = (typeof LINEAR_MODULES)[number];
-
 /** Full module path of a linear layer, e.g. model.layers.3.self_attn.q_proj (HF and PEFT naming). */
-export function linearPath(layer: number, module: LinearModule): string {
-  const block = module === 'gate_proj' || module === 'up_proj' || module === 'down_proj' ? 'mlp' : 'self_attn';
-  return `model.layers.${layer}.${block}.${module}`;
-}
-
-/** [out, in] features of a linear layer (PyTorch nn.Linear weight layout). */
-export function linearShape(c: LlamaConfig, module: LinearModule): [number, number] {
-  const q = c.numAttentionHeads * c.headDim;
-  const kv = c.numKeyValueHeads * c.headDim;
-  const shapes: Record<LinearModule, [number, number]> = {
-    q_proj: [q, c.hiddenSize],
-    k_proj: [kv, c.hiddenSize],
-    v_proj: [kv, c.hiddenSize],
-    o_proj: [c.hiddenSize, q],
-    gate_proj: [c.intermediateSize, c.hiddenSize],
-    up_proj: [c.intermediateSize, c.hiddenSize],
-    down_proj: [c.hiddenSize, c.intermediateSize],
-  };
-  return shapes[module];
-}
+export const linearPath = linearModulePath;
 
 export function linearHasBias(c: LlamaConfig, module: LinearModule): boolean {
   if (module === 'q_proj' || module === 'k_proj' || module === 'v_proj') return c.qkvBias;
