@@ -8,6 +8,7 @@ import { Command } from 'commander';
 import { pino } from 'pino';
 import { runCompress } from './modes/compress.js';
 import { registerEval } from './modes/eval.js';
+import { JD_BUNDLE_SOURCE } from './modes/jd-adapter-source.js';
 import { registerPretrain } from './modes/pretrain.js';
 import { runWorkload, WorkloadError } from './modes/workload.js';
 
@@ -46,7 +47,7 @@ for (const mode of OPERATOR_MODES) {
     });
 }
 registerPretrain(program);
-registerEval(program);
+registerEval(program, { adapterSources: [JD_BUNDLE_SOURCE] });
 
 try {
   await program.parseAsync(process.argv);

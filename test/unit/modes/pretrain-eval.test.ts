@@ -11,7 +11,9 @@ import { openHfCheckpoint } from '../../../worker/formats/hf-checkpoint.js';
 import { buildLoraAdapter, loraConfig, saveLoraAdapter } from '../../../worker/formats/peft.js';
 import { TextTokenizer } from '../../../worker/formats/tokenizer.js';
 import { buildPrefillGraph, linearPath, prefillFeeds } from '../../../worker/model/llama/index.js';
-import { evalPerplexity, perplexityWindows, registerEval, runEval } from '../../../worker/modes/eval.js';
+import { evalPerplexity, PEFT_DIRECTORY_SOURCE, perplexityWindows, registerEval, runEval } from '../../../worker/modes/eval.js';
+import { JD_BUNDLE_SOURCE } from '../../../worker/modes/jd-adapter-source.js';
+import { compressAdapters } from '../../../worker/compress/run.js';
 import { generate } from '../../../worker/modes/generate.js';
 import { loadModel } from '../../../worker/modes/load-model.js';
 import { buildPretrainCorpus, pretrain, type PretrainResult, registerPretrain } from '../../../worker/modes/pretrain.js';
@@ -131,6 +133,35 @@ describe('pretrain and eval', function () {
       const withAdapter = await runEval({ model, data, sequenceLength: 32, adapter: adapterDir }, undefined, cache);
       assert.equal(withAdapter.tokens, without.tokens);
       assert.ok(relative(withAdapter.perplexity, without.perplexity) < 1e-6, `${withAdapter.perplexity} vs ${without.perplexity}`);
+    });
+
+    it('with a JD bundle adapter (BUNDLE#NAME) gives the perplexity of the PEFT adapter it compresses exactly', async () => {
+      const loaded = await loadModel(model);
+      const d = loaded.config.hiddenSize;
+      const kv = loaded.config.numKeyValueHeads * loaded.config.headDim;
+      const wave = (n: number, seed: number, scale: number) => Float32Array.from({ length: n }, (_, i) => scale * Math.sin(seed * 7.3 + i * 0.37));
+      const adapters = [];
+      for (let i = 0; i < 3; i++) {
+        const pairs = [0, 1].flatMap((l) => [
+          { name: linearPath(l, 'q_proj'), A: { dtype: 'F32' as const, shape: [2, d], data: wave(2 * d, 10 * i + l, 0.3) }, B: { dtype: 'F32' as const, shape: [d, 2], data: wave(2 * d, 10 * i + l + 5, 0.3) } },
+          { name: linearPath(l, 'v_proj'), A: { dtype: 'F32' as const, shape: [2, d], data: wave(2 * d, 10 * i + l + 1, 0.3) }, B: { dtype: 'F32' as const, shape: [kv, 2], data: wave(2 * kv, 10 * i + l + 6, 0.3) } },
+        ]);
+        const adapterDir = join(dir, `jd-source-${i}`);
+        await saveLoraAdapter(adapterDir, buildLoraAdapter(loraConfig({ r: 2, loraAlpha: 4, targetModules: ['q_proj', 'v_proj'] }), pairs));
+        adapters.push({ name: `a${i}`, dir: adapterDir });
+      }
+      // Rank 6 spans all three rank-2 adapters, so JD-Full reconstructs them exactly.
+      const bundle = join(dir, 'bundle');
+      await compressAdapters({ adapters, method: 'jd-full', rank: 6, clusters: 1, iterations: 20, output: bundle });
+      const data = join(dir, 'adapter.txt');
+      writeFileSync(data, text);
+      const sources = [JD_BUNDLE_SOURCE, PEFT_DIRECTORY_SOURCE];
+      const base = await runEval({ model, data, sequenceLength: 32 }, sources, cache);
+      const peft = await runEval({ model, data, sequenceLength: 32, adapter: adapters[1]!.dir }, sources, cache);
+      const fromBundle = await runEval({ model, data, sequenceLength: 32, adapter: `${bundle}#a1` }, sources, cache);
+      assert.ok(relative(peft.perplexity, base.perplexity) > 1e-3, 'the adapter changes the model');
+      assert.ok(relative(fromBundle.perplexity, peft.perplexity) < 1e-4, `${fromBundle.perplexity} vs ${peft.perplexity}`);
+      await assert.rejects(runEval({ model, data, sequenceLength: 32, adapter: `${bundle}#nope` }, sources, cache), /adapter "nope" is not in bundle revision/);
     });
 
     it('rejects an adapter for another model, naming the adapter directory and module', async () => {
