@@ -7,6 +7,17 @@ cd "$(dirname "$0")/.."
 
 [ -d node_modules ] || npm ci --no-audit --no-fund
 npm run build
+
+# The demo base model: a Llama-architecture checkpoint pretrained here on the Brown corpus,
+# State of the Union addresses and Moby Dick (a few minutes once, then cached).
+MODEL="${XDG_CACHE_HOME:-$HOME/.cache}/tessera/models/llama-demo"
+if [ ! -f "$MODEL/model.safetensors" ]; then
+  echo "== pretraining the demo base model into $MODEL (once)"
+  node dist/worker/main.js pretrain --output "$MODEL" --size demo
+fi
+echo "== perplexity of the demo model on the latest State of the Union address"
+node -e 'import("./dist/worker/data/corpora.js").then(({ loadSotu }) => { const d = loadSotu().at(-1); require("fs").writeFileSync("/tmp/tessera-demo-eval.txt", d.text.slice(0, 20000)); console.log(d.id); })'
+node dist/worker/main.js eval --model "$MODEL" --data /tmp/tessera-demo-eval.txt --format text
 npm run cluster -- up
 KUBECONFIG="$(npm run --silent cluster -- kubeconfig)"
 export KUBECONFIG

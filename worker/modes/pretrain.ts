@@ -8,6 +8,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { mkdir } from 'node:fs/promises';
 import { pino, type Logger } from 'pino';
+import { Reporter } from '../report/reporter.js';
 import { type Document, loadBrown, loadMobyDick, loadSotu, mixDocuments, shuffleDocuments, splitDocuments } from '../data/corpora.js';
 import { trainByteLevelBpe } from '../formats/bpe-trainer.js';
 import { writeHfCheckpoint } from '../formats/hf-checkpoint.js';
@@ -261,11 +262,18 @@ export function registerPretrain(program: Command): Command {
       const controller = new AbortController();
       const stop = (): void => controller.abort();
       process.once('SIGTERM', stop);
+      // In a pod the operator sets TESSERA_STATUS_ADDRESS: training progress then goes to the status hub too.
+      const reporter = process.env.TESSERA_STATUS_ADDRESS ? Reporter.fromEnv().start() : undefined;
       try {
-        const r = await pretrain({ ...o, signal: controller.signal });
+        const r = await pretrain({
+          ...o, signal: controller.signal,
+          onProgress: reporter ? (p) => reporter.progress({ step: p.step, totalSteps: p.totalSteps, percent: Math.floor((100 * p.step) / Math.max(1, p.totalSteps)), etaSeconds: Math.round(p.etaSeconds), stage: 'Pretraining' }) : undefined,
+        });
+        reporter?.metrics({ perplexityBefore: r.validation.before.perplexity, perplexityAfter: r.validation.after.perplexity });
         process.stdout.write(`${JSON.stringify({ output: r.output, parameters: r.parameters, trainTokens: r.trainTokens, validation: r.validation, samples: r.samples, seconds: Math.round(r.seconds) })}\n`);
       } finally {
         process.off('SIGTERM', stop);
+        await reporter?.flush(5000);
       }
     });
 }
