@@ -37,5 +37,9 @@ echo
 echo "== operator pod"
 "$kubectl" get pods -n tessera-system -o wide
 echo
+echo "== children the operator created (the sample PVCs do not exist here, so their pods wait)"
+sleep 5
+"$kubectl" get jobs,deployments,services -l app.kubernetes.io/managed-by=tessera-operator
+echo
 echo "The cluster is still running: export KUBECONFIG=$KUBECONFIG"
 echo "Stop it with: npm run cluster -- down"
