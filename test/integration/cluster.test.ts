@@ -81,7 +81,7 @@ describe('the local cluster', function () {
     assert.match(viaKubectl.stdout, /sum=6/);
   });
 
-  it('scales a Deployment to 3 ready pods with distinct pod IPs, and deleting it removes the processes', async function () {
+  it('scales a Deployment to 3 ready pods with distinct pod IPs reachable through their Service name, and deleting it removes the processes', async function () {
     const server = 'require("http").createServer((q,s)=>s.end(process.env.POD_NAME+" "+process.env.POD_IP)).listen(8080, process.env.POD_IP)';
     const deployment = {
       apiVersion: 'apps/v1', kind: 'Deployment',
@@ -118,6 +118,14 @@ describe('the local cluster', function () {
     }
     const pids = pods.map((p) => Number((p.status?.containerStatuses?.[0]?.containerID ?? '').replace('process://', '')));
     assert.ok(pids.every((pid) => pid > 0 && processAlive(pid)));
+
+    // Service names resolve to a ready endpoint's pod IP inside pods (the process node's /etc/hosts).
+    await clients().core.createNamespacedService({ namespace: ns, body: { metadata: { name: 'web' }, spec: { selector: { app: 'web' }, ports: [{ port: 8080, targetPort: 'http' }] } } });
+    await clients().core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'client' }, spec: { restartPolicy: 'Never', containers: [{
+      name: 'main', image: NODE_IMAGE, command: ['node', '-e', `fetch("http://web.${ns}.svc:8080/").then((r) => r.text()).then((t) => console.log("answer=" + t))`],
+    }] } } });
+    await waitForPod(ns, 'client', 'to succeed', (p) => p.status?.phase === 'Succeeded', 30_000);
+    assert.match(await session().podLogs(ns, 'client'), /answer=web-/);
 
     assert.equal((await session().kubectl(['delete', '-n', ns, 'deployment/web', '--wait=true'])).code, 0);
     await waitFor('the Deployment\'s pods to be garbage-collected', async () => (await podsOf(ns, 'app=web')).length === 0, 60_000);

@@ -24,6 +24,8 @@ export interface PodRunnerContext {
   backoff: { initialMs: number; maxMs: number };
   /** Every container process group started, so the harness can prove none outlives it. */
   started(pid: number): void;
+  /** Writes the container's /etc/hosts (Service names → endpoint pod IPs) and returns its path. */
+  hostsFile(file: string, podIP: string, hostname: string): Promise<string>;
   log(message: string, fields?: Record<string, unknown>): void;
 }
 
@@ -195,6 +197,10 @@ export class PodRunner {
     );
     const cwd = slot.spec.workingDir ?? command.defaultCwd ?? this.podDir;
     const mounts = this.mountsFor(slot.spec);
+    if (this.ctx.mountNamespaces) {
+      const hosts = await this.ctx.hostsFile(join(this.podDir, `hosts-${slot.name}-${slot.restartCount}`), this.podIP, this.pod.metadata?.name ?? '');
+      mounts.push({ source: hosts, target: '/etc/hosts', readOnly: true });
+    }
     // In a real container the image's files are the root file system, which no volume can hide.
     if (mounts.length > 0 && command.imageRoot) mounts.push({ source: command.imageRoot, target: command.imageRoot, readOnly: true });
     const proc = await ContainerProcess.start(
@@ -206,7 +212,7 @@ export class PodRunner {
     if (proc.pid !== undefined) this.ctx.started(proc.pid);
     slot.state = { kind: 'running', startedAt: proc.startedAt, pid: proc.pid };
     slot.started = true;
-    const target = { podIP: this.podIP, container: slot.spec, env, mountNamespacePid: slot.spec.volumeMounts?.length ? proc.pid : undefined };
+    const target = { podIP: this.podIP, container: slot.spec, env, mountNamespacePid: this.ctx.mountNamespaces ? proc.pid : undefined };
     if (!init) {
       if (slot.spec.readinessProbe) {
         slot.probes.push(new ProbeLoop(slot.spec.readinessProbe, target, (ok) => {

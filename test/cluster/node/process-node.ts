@@ -13,6 +13,7 @@ import { ListWatch } from '../../../operator/kube/list-watch.js';
 import { defaultShape, nodeObject, nodeStatus, type NodeShape } from './node-object.js';
 import { PodRunner } from './pod-runner.js';
 import { LocalPathProvisioner } from './provisioner.js';
+import { ServiceDns } from './service-dns.js';
 import { VolumeError } from './volumes.js';
 
 export interface ProcessNodeOptions {
@@ -50,6 +51,7 @@ export class ProcessNode {
   private readonly runners = new Map<string, PodRunner>();
   private readonly byName = new Map<string, PodRunner>();
   private readonly provisioner: LocalPathProvisioner;
+  private readonly dns: ServiceDns;
   private readonly log: (message: string, fields?: Record<string, unknown>) => void;
   private readonly readySince = new Date();
   private pods: ListWatch<V1Pod> | undefined;
@@ -63,6 +65,7 @@ export class ProcessNode {
     this.shape = defaultShape(this.name, options.gpus ?? 2, options.kubeletPort);
     this.log = options.log ?? (() => undefined);
     this.provisioner = new LocalPathProvisioner(this.api, join(options.dir, 'claims'), this.log);
+    this.dns = new ServiceDns(this.api, this.log);
   }
 
   /** Host folder behind a claim, to stage model files before pods start. */
@@ -89,6 +92,7 @@ export class ProcessNode {
     this.timers.push(setInterval(() => void this.heartbeat(false), LEASE_RENEW_MS));
     this.timers.push(setInterval(() => void this.reportStatus(), STATUS_REPORT_MS));
     await this.provisioner.start();
+    await this.dns.start();
     this.pods = new ListWatch<V1Pod>({
       kubeConfig: this.options.kubeConfig,
       path: '/api/v1/pods',
@@ -153,6 +157,7 @@ export class ProcessNode {
         claimPath: (ns, claim) => this.claimPath(ns, claim),
         backoff: this.options.backoff ?? { initialMs: 1000, maxMs: 20_000 },
         started: (pid) => this.startedPids.add(pid),
+        hostsFile: (file, podIP, hostname) => this.dns.write(file, podIP, hostname),
         log: this.log,
       });
       this.runners.set(uid, runner);
@@ -222,6 +227,7 @@ export class ProcessNode {
   async stop(): Promise<void> {
     this.pods?.stop();
     this.provisioner.stop();
+    this.dns.stop();
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     await Promise.all([...this.runners.values()].map((r) => r.kill()));
