@@ -145,7 +145,6 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   if (options.grpcBindAddress) {
-    if (options.leaderElect) log.warn('leader election is not implemented yet: run a single replica');
     try {
       controllers = await startControllers({
         namespace: process.env.POD_NAMESPACE ?? 'tessera-system',
@@ -156,8 +155,10 @@ async function main(): Promise<void> {
         serviceName: options.serviceName,
         tlsMode: options.tlsMode,
         tlsSecretName: options.tlsSecretName,
+        leaderElect: options.leaderElect,
         logger: log,
         registry,
+        onLostLeadership: () => process.kill(process.pid, 'SIGTERM'),
       });
     } catch (err) {
       log.fatal({ err }, 'cannot start the controllers');

@@ -4,6 +4,8 @@ import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { Manager } from './manager/manager.js';
+import { LeaderElector } from './runtime/leader-election.js';
+import { RestClient } from './runtime/rest.js';
 import { createKubeStatusHub, type StatusHub } from './status/index.js';
 import { hubCredentials, staticServerCredentials, TlsStore } from './tls/index.js';
 
@@ -17,8 +19,12 @@ export interface ControllerOptions {
   serviceName: string;
   tlsMode: 'self-signed' | 'cert-manager';
   tlsSecretName: string;
+  /** Run the controllers only while holding the Lease; every replica serves the status hub. */
+  leaderElect: boolean;
   logger: Logger;
   registry: Registry;
+  /** Called when leadership is lost: the process must exit and restart, as controller-runtime's does. */
+  onLostLeadership: () => void;
 }
 
 export interface RunningControllers {
@@ -74,12 +80,35 @@ export async function startControllers(options: ControllerOptions): Promise<Runn
       duration.observe({ controller: kind }, seconds);
     },
   });
-  await manager.start();
+  let elector: LeaderElector | undefined;
+  let leading = !options.leaderElect;
+  if (options.leaderElect) {
+    elector = new LeaderElector(new RestClient(kubeConfig), { namespace, name: 'tessera-operator-leader', releaseOnCancel: true }, {
+      onStartedLeading: () => {
+        leading = true;
+        logger.info({ identity: elector?.identity }, 'elected leader: starting controllers');
+        manager.start().catch((err: unknown) => {
+          logger.fatal({ err }, 'controllers failed to start');
+          options.onLostLeadership();
+        });
+      },
+      onStoppedLeading: () => {
+        if (!leading) return;
+        logger.error('lost leadership: stopping');
+        options.onLostLeadership();
+      },
+      onNewLeader: (identity) => logger.info({ leader: identity }, 'leader observed'),
+    }, logger);
+    void elector.start();
+  } else await manager.start();
   return {
+    // A standby replica is ready: it serves the hub and is waiting to lead.
     get synced() {
-      return manager.synced;
+      return leading ? manager.synced : true;
     },
     async stop() {
+      leading = false;
+      await elector?.stop({ release: true });
       await manager.stop();
       await hub.close();
       stopTls();

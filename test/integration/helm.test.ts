@@ -191,6 +191,7 @@ describe('the Helm chart', () => {
       const logs = await session().podLogs(INSTALL_NAMESPACE, pod.metadata?.name ?? '', 'operator');
       assert.match(logs, /"msg":"starting tessera-operator"/);
       assert.match(logs, /"leaderElect":true/);
+      assert.match(logs, /"msg":"elected leader: starting controllers"/, 'the single replica takes the Lease and runs the controllers');
       assert.match(logs, /"namespace":"tessera-system"/, 'POD_NAMESPACE reaches the operator');
 
       if (session().kind === 'local' && pod.status?.podIP) {
