@@ -8,17 +8,18 @@ import type { Logger } from 'pino';
 import { GROUP, VERSION, type AdapterCluster, type LoRAServer, type SparseFineTune } from '../api/v1alpha1/index.js';
 import type { ReconcileDeps } from '../controllers/common/deps.js';
 import type { WorkerSettings } from '../controllers/common/worker-pod.js';
-import type { ObjectCache } from './cache.js';
+import type { Informer } from '../runtime/informer.js';
 
 export const FIELD_MANAGER = 'tessera-operator';
 const PLURALS: Record<string, string> = { SparseFineTune: 'sparsefinetunes', AdapterCluster: 'adapterclusters', LoRAServer: 'loraservers' };
 
+/** Informer caches the reconcilers read from; their objects are frozen, and reconcilers never mutate them. */
 export interface Caches {
-  sparseFineTunes: ObjectCache<SparseFineTune & KubernetesObject>;
-  adapterClusters: ObjectCache<AdapterCluster & KubernetesObject>;
-  loraServers: ObjectCache<LoRAServer & KubernetesObject>;
-  jobs: ObjectCache<V1Job>;
-  deployments: ObjectCache<V1Deployment>;
+  sparseFineTunes: Informer<SparseFineTune & KubernetesObject>;
+  adapterClusters: Informer<AdapterCluster & KubernetesObject>;
+  loraServers: Informer<LoRAServer & KubernetesObject>;
+  jobs: Informer<V1Job>;
+  deployments: Informer<V1Deployment>;
 }
 
 export class KubeDeps implements ReconcileDeps {
@@ -69,19 +70,19 @@ export class KubeDeps implements ReconcileDeps {
   }
 
   job(namespace: string, name: string): V1Job | undefined {
-    return this.caches.jobs.get(namespace, name);
+    return this.caches.jobs.get(`${namespace}/${name}`);
   }
 
   jobsOf(namespace: string, kind: string, name: string): V1Job[] {
-    return this.caches.jobs.list(namespace, (j) => j.metadata?.labels?.['tessera.dev/kind'] === kind.toLowerCase() && j.metadata?.labels?.['tessera.dev/name'] === name.slice(0, 63));
+    return this.caches.jobs.list(namespace).filter((j) => j.metadata?.labels?.['tessera.dev/kind'] === kind.toLowerCase() && j.metadata?.labels?.['tessera.dev/name'] === name.slice(0, 63));
   }
 
   deployment(namespace: string, name: string): V1Deployment | undefined {
-    return this.caches.deployments.get(namespace, name);
+    return this.caches.deployments.get(`${namespace}/${name}`);
   }
 
   sparseFineTune(namespace: string, name: string): SparseFineTune | undefined {
-    return this.caches.sparseFineTunes.get(namespace, name);
+    return this.caches.sparseFineTunes.get(`${namespace}/${name}`);
   }
 
   sparseFineTunes(namespace: string): SparseFineTune[] {
@@ -89,7 +90,7 @@ export class KubeDeps implements ReconcileDeps {
   }
 
   adapterCluster(namespace: string, name: string): AdapterCluster | undefined {
-    return this.caches.adapterClusters.get(namespace, name);
+    return this.caches.adapterClusters.get(`${namespace}/${name}`);
   }
 
   event(obj: KubernetesObject, type: 'Normal' | 'Warning', reason: string, note: string): void {

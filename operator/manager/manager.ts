@@ -1,10 +1,8 @@
-// The operator's control loop: informer caches for the three kinds and their children, one
-// de-duplicating queue and worker per kind, and the mapping from child and input changes to
-// the objects that must be reconciled again.
+// The operator's control loop on the runtime's shared informers and rate-limited work queues:
+// one queue and worker per kind, and the mapping from child and input changes to the objects
+// that must be reconciled again.
 import { randomUUID } from 'node:crypto';
-import {
-  AppsV1Api, BatchV1Api, CustomObjectsApi, type KubeConfig, type KubernetesObject, type V1Deployment, type V1Job,
-} from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesObject, V1Deployment, V1Job } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { GROUP, VERSION, type AdapterCluster, type LoRAServer, type SparseFineTune } from '../api/v1alpha1/index.js';
 import { reconcileAdapterCluster } from '../controllers/adaptercluster/reconciler.js';
@@ -12,11 +10,10 @@ import type { Result } from '../controllers/common/deps.js';
 import type { WorkerSettings } from '../controllers/common/worker-pod.js';
 import { reconcileLoRAServer } from '../controllers/loraserver/reconciler.js';
 import { reconcileSparseFineTune } from '../controllers/sparsefinetune/reconciler.js';
-import { keyOf, ObjectCache } from './cache.js';
+import { objectKey, SharedInformer } from '../runtime/informer.js';
+import { RestClient } from '../runtime/rest.js';
+import { WorkQueue } from '../runtime/workqueue.js';
 import { KubeDeps } from './kube-deps.js';
-import { WorkQueue } from './queue.js';
-
-const MANAGED = 'app.kubernetes.io/managed-by=tessera-operator';
 
 export interface ManagerOptions {
   kubeConfig: KubeConfig;
@@ -30,78 +27,79 @@ export interface ManagerOptions {
 
 type Custom<T> = T & KubernetesObject;
 
-interface Controller<T extends KubernetesObject> {
+interface Controller {
   kind: string;
-  cache: ObjectCache<T>;
+  informer: SharedInformer<KubernetesObject>;
   queue: WorkQueue;
-  reconcile(obj: T): Promise<Result>;
+  reconcile(obj: KubernetesObject): Promise<Result>;
 }
 
 export class Manager {
-  private readonly caches;
+  private readonly informers;
   private readonly deps: KubeDeps;
-  private readonly controllers: Controller<KubernetesObject>[];
+  private readonly controllers: Controller[];
   private readonly log: Logger;
   private running: Promise<void>[] = [];
 
   constructor(private readonly options: ManagerOptions) {
-    const kc = options.kubeConfig;
     this.log = options.logger.child({ component: 'manager' });
-    const custom = kc.makeApiClient(CustomObjectsApi);
-    const batch = kc.makeApiClient(BatchV1Api);
-    const apps = kc.makeApiClient(AppsV1Api);
-    const watchLog = (message: string, fields?: Record<string, unknown>) => this.log.debug(fields ?? {}, message);
-    const customCache = <T>(plural: string) => new ObjectCache<Custom<T>>(kc, {
-      path: `/apis/${GROUP}/${VERSION}/${plural}`,
-      list: async () => (await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })) as { items: Custom<T>[]; metadata?: { resourceVersion?: string } },
-    }, watchLog);
-    this.caches = {
-      sparseFineTunes: customCache<SparseFineTune>('sparsefinetunes'),
-      adapterClusters: customCache<AdapterCluster>('adapterclusters'),
-      loraServers: customCache<LoRAServer>('loraservers'),
-      jobs: new ObjectCache<V1Job>(kc, { path: '/apis/batch/v1/jobs', query: { labelSelector: MANAGED }, list: () => batch.listJobForAllNamespaces({ labelSelector: MANAGED }) }, watchLog),
-      deployments: new ObjectCache<V1Deployment>(kc, { path: '/apis/apps/v1/deployments', query: { labelSelector: MANAGED }, list: () => apps.listDeploymentForAllNamespaces({ labelSelector: MANAGED }) }, watchLog),
+    const rest = new RestClient(options.kubeConfig);
+    const informer = <T extends KubernetesObject>(apiVersion: string, kind: string) => new SharedInformer<T>({ apiVersion, kind }, rest, { logger: this.log });
+    const api = `${GROUP}/${VERSION}`;
+    this.informers = {
+      sparseFineTunes: informer<Custom<SparseFineTune>>(api, 'SparseFineTune'),
+      adapterClusters: informer<Custom<AdapterCluster>>(api, 'AdapterCluster'),
+      loraServers: informer<Custom<LoRAServer>>(api, 'LoRAServer'),
+      jobs: informer<V1Job>('batch/v1', 'Job'),
+      deployments: informer<V1Deployment>('apps/v1', 'Deployment'),
     };
-    this.deps = new KubeDeps(kc, this.caches, options.settings, this.log, options.caBundlePem);
-    const withCa = <T extends KubernetesObject>(fn: (obj: T) => Promise<Result>) => async (obj: T): Promise<Result> => {
-      await this.deps.ensureCa(obj.metadata?.namespace ?? '');
-      return fn(obj);
-    };
-    const sft: Controller<Custom<SparseFineTune>> = { kind: 'SparseFineTune', cache: this.caches.sparseFineTunes, queue: new WorkQueue(), reconcile: withCa((o) => reconcileSparseFineTune(o, this.deps)) };
-    const ac: Controller<Custom<AdapterCluster>> = { kind: 'AdapterCluster', cache: this.caches.adapterClusters, queue: new WorkQueue(), reconcile: withCa((o) => reconcileAdapterCluster(o, this.deps)) };
-    const ls: Controller<Custom<LoRAServer>> = { kind: 'LoRAServer', cache: this.caches.loraServers, queue: new WorkQueue(), reconcile: withCa((o) => reconcileLoRAServer(o, this.deps)) };
-    this.controllers = [sft, ac, ls] as unknown as Controller<KubernetesObject>[];
+    this.deps = new KubeDeps(options.kubeConfig, this.informers, options.settings, this.log, options.caBundlePem);
+    const controller = <T extends KubernetesObject>(kind: string, source: SharedInformer<T>, reconcile: (obj: T) => Promise<Result>): Controller => ({
+      kind, informer: source as unknown as SharedInformer<KubernetesObject>, queue: new WorkQueue(),
+      reconcile: async (obj) => {
+        await this.deps.ensureCa(obj.metadata?.namespace ?? '');
+        return reconcile(obj as T);
+      },
+    });
+    const sft = controller('SparseFineTune', this.informers.sparseFineTunes, (o) => reconcileSparseFineTune(o, this.deps));
+    const ac = controller('AdapterCluster', this.informers.adapterClusters, (o) => reconcileAdapterCluster(o, this.deps));
+    const ls = controller('LoRAServer', this.informers.loraServers, (o) => reconcileLoRAServer(o, this.deps));
+    this.controllers = [sft, ac, ls];
 
+    const on = <T extends KubernetesObject>(source: SharedInformer<T>, handle: (obj: T) => void): void =>
+      source.addEventHandler({ onAdd: handle, onUpdate: (_old, obj) => handle(obj), onDelete: handle });
     // Each kind's own changes; then children to their controlling owner; then inputs to their consumers.
-    for (const c of this.controllers) c.cache.onChange((obj) => c.queue.add(keyOf(obj)));
+    for (const c of this.controllers) on(c.informer, (obj) => c.queue.add(objectKey(obj)));
     const toOwner = (child: KubernetesObject): void => {
-      const owner = child.metadata?.ownerReferences?.find((o) => o.controller && o.apiVersion === `${GROUP}/${VERSION}`);
+      const owner = child.metadata?.ownerReferences?.find((o) => o.controller && o.apiVersion === api);
       const target = this.controllers.find((c) => c.kind === owner?.kind);
       if (owner && target) target.queue.add(`${child.metadata?.namespace}/${owner.name}`);
     };
-    this.caches.jobs.onChange(toOwner);
-    this.caches.deployments.onChange(toOwner);
-    this.caches.sparseFineTunes.onChange((obj) => {
-      for (const consumer of this.caches.adapterClusters.list(obj.metadata?.namespace)) ac.queue.add(keyOf(consumer));
+    on(this.informers.jobs, toOwner);
+    on(this.informers.deployments, toOwner);
+    on(this.informers.sparseFineTunes, (obj) => {
+      for (const consumer of this.informers.adapterClusters.list(obj.metadata?.namespace)) ac.queue.add(objectKey(consumer));
     });
-    this.caches.adapterClusters.onChange((obj) => {
-      for (const consumer of this.caches.loraServers.list(obj.metadata?.namespace)) {
-        if (consumer.spec.adapterClusters.includes(obj.metadata?.name ?? '')) ls.queue.add(keyOf(consumer));
+    on(this.informers.adapterClusters, (obj) => {
+      for (const consumer of this.informers.loraServers.list(obj.metadata?.namespace)) {
+        if (consumer.spec.adapterClusters.includes(obj.metadata?.name ?? '')) ls.queue.add(objectKey(consumer));
       }
     });
   }
 
   async start(): Promise<void> {
-    await Promise.all(Object.values(this.caches).map((c) => c.start()));
+    const all = Object.values(this.informers) as SharedInformer<KubernetesObject>[];
+    for (const i of all) i.start();
+    await Promise.all(all.map((i) => i.waitForSync()));
     this.log.info('caches synced; controllers running');
     this.running = this.controllers.map((c) => this.work(c));
   }
 
   get synced(): boolean {
-    return Object.values(this.caches).every((c) => c.hasSynced);
+    return (Object.values(this.informers) as SharedInformer<KubernetesObject>[]).every((i) => i.hasSynced());
   }
 
-  private async work(c: Controller<KubernetesObject>): Promise<void> {
+  private async work(c: Controller): Promise<void> {
     for (;;) {
       const key = await c.queue.get();
       if (key === undefined) return;
@@ -109,7 +107,7 @@ export class Manager {
       const log = this.log.child({ controller: c.kind, namespace, name, reconcileID: randomUUID() });
       const started = process.hrtime.bigint();
       try {
-        const obj = c.cache.get(namespace, name);
+        const obj = c.informer.get(key);
         const result = obj ? await c.reconcile(obj) : {};
         c.queue.forget(key);
         if (result.requeueAfter !== undefined) c.queue.addAfter(key, result.requeueAfter);
@@ -130,7 +128,7 @@ export class Manager {
 
   async stop(): Promise<void> {
     for (const c of this.controllers) c.queue.shutDown();
-    for (const cache of Object.values(this.caches)) cache.stop();
+    await Promise.all((Object.values(this.informers) as SharedInformer<KubernetesObject>[]).map((i) => i.stop()));
     await Promise.all(this.running);
   }
 }

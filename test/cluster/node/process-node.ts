@@ -9,7 +9,7 @@ import { NodeApi } from './api.js';
 import { PROJECT_IMAGE_REPOSITORY } from './images.js';
 import { LoopbackIpPool } from './ip-pool.js';
 import { startKubeletServer } from './kubelet-server.js';
-import { ListWatch } from '../../../operator/kube/list-watch.js';
+import { ListWatch } from './list-watch.js';
 import { defaultShape, nodeObject, nodeStatus, type NodeShape } from './node-object.js';
 import { PodRunner } from './pod-runner.js';
 import { LocalPathProvisioner } from './provisioner.js';

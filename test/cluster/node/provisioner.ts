@@ -4,7 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { statusCode, type NodeApi } from './api.js';
-import { ListWatch } from '../../../operator/kube/list-watch.js';
+import { ListWatch } from './list-watch.js';
 
 export const STORAGE_CLASS = 'tessera-local';
 const PROVISIONER = 'tessera.dev/process-node';

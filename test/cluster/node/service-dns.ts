@@ -5,7 +5,7 @@
 // port, as Tessera's do.
 import { writeFile } from 'node:fs/promises';
 import type { V1Pod, V1Service } from '@kubernetes/client-node';
-import { ListWatch } from '../../../operator/kube/list-watch.js';
+import { ListWatch } from './list-watch.js';
 import type { NodeApi } from './api.js';
 
 export class ServiceDns {
