@@ -2,7 +2,7 @@
 // three controllers. Kept out of main.ts so the entry point stays flags, endpoints and signals.
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { Manager } from './manager/manager.js';
 import { LeaderElector } from './runtime/leader-election.js';
 import { RestClient } from './runtime/rest.js';
@@ -72,9 +72,11 @@ export async function startControllers(options: ControllerOptions): Promise<Runn
 
   const reconciles = new Counter({ name: 'tessera_reconcile_total', help: 'Reconciles by controller and outcome.', labelNames: ['controller', 'result'], registers: [options.registry] });
   const duration = new Histogram({ name: 'tessera_reconcile_duration_seconds', help: 'Reconcile duration by controller.', labelNames: ['controller'], registers: [options.registry] });
+  const depth = new Gauge({ name: 'tessera_workqueue_depth', help: 'Keys waiting in each controller\'s work queue.', labelNames: ['controller'], registers: [options.registry] });
   const manager = new Manager({
     kubeConfig, logger, caBundlePem,
     settings: { image: options.workerImage, statusAddress: options.statusAddress ?? `${serviceDns}:${options.grpcPort}`, caConfigMap: 'tessera-ca', tokenAudience: 'tessera.dev' },
+    onQueueDepth: (kind, n) => depth.set({ controller: kind }, n),
     onReconcile: (kind, outcome, seconds) => {
       reconciles.inc({ controller: kind, result: outcome });
       duration.observe({ controller: kind }, seconds);

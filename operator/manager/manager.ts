@@ -23,6 +23,8 @@ export interface ManagerOptions {
   caBundlePem?: string;
   /** Called for every reconcile, for metrics. */
   onReconcile?: (kind: string, outcome: 'success' | 'error', seconds: number) => void;
+  /** Called when a kind's queue depth changes, for metrics. */
+  onQueueDepth?: (kind: string, depth: number) => void;
 }
 
 type Custom<T> = T & KubernetesObject;
@@ -55,7 +57,8 @@ export class Manager {
     };
     this.deps = new KubeDeps(options.kubeConfig, this.informers, options.settings, this.log, options.caBundlePem);
     const controller = <T extends KubernetesObject>(kind: string, source: SharedInformer<T>, reconcile: (obj: T) => Promise<Result>): Controller => ({
-      kind, informer: source as unknown as SharedInformer<KubernetesObject>, queue: new WorkQueue(),
+      kind, informer: source as unknown as SharedInformer<KubernetesObject>,
+      queue: new WorkQueue({ onDepthChange: (depth) => options.onQueueDepth?.(kind, depth) }),
       reconcile: async (obj) => {
         await this.deps.ensureCa(obj.metadata?.namespace ?? '');
         return reconcile(obj as T);
