@@ -5,7 +5,7 @@ import { Controller, TerminalError, controllerOwnerKeys, type ReconcileFn, type 
 import type { EventHandlers, Informer, InformerTarget } from '../../../operator/runtime/informer.js';
 import { silentLogger } from '../../../operator/runtime/log.js';
 import type { ControllerMetrics, ReconcileResult } from '../../../operator/runtime/metrics.js';
-import { FakeClock, settle } from './fake-clock.js';
+import { FakeClock, settle } from '../fake-clock.js';
 
 class FakeInformer implements Informer {
   readonly handlers: EventHandlers<KubernetesObject>[] = [];

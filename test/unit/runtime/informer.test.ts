@@ -5,7 +5,7 @@ import { KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import { SharedInformer, type WatchEventType, type WatchFn } from '../../../operator/runtime/informer.js';
 import { silentLogger } from '../../../operator/runtime/log.js';
 import { RestClient } from '../../../operator/runtime/rest.js';
-import { FakeClock, settle } from './fake-clock.js';
+import { FakeClock, settle } from '../fake-clock.js';
 
 const cm = (name: string, rv: string, data: Record<string, string> = {}): KubernetesObject & { data: Record<string, string> } =>
   ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'ns', resourceVersion: rv }, data });

@@ -1,7 +1,7 @@
 // The work queue keeps client-go's promises: de-duplication, one worker per key, backoff, drain.
 import assert from 'node:assert/strict';
 import { ExponentialBackoffRateLimiter, TokenBucketRateLimiter, WorkQueue, defaultControllerRateLimiter } from '../../../operator/runtime/workqueue.js';
-import { FakeClock, settle } from './fake-clock.js';
+import { FakeClock, settle } from '../fake-clock.js';
 
 describe('WorkQueue', () => {
   it('hands out a key added twice only once', async () => {

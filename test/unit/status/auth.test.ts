@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { AuthError, bearerToken, CachingAuthenticator, type PodIdentity, type TokenReviewer } from '../../../operator/status/auth.js';
 import type { OwnerResolver } from '../../../operator/status/owner.js';
-import { FakeClock } from './fake-clock.js';
+import { FakeClock } from '../fake-clock.js';
 
 const POD: PodIdentity = { namespace: 'ns', podName: 'a-0', podUid: 'pu', serviceAccount: 'default' };
 const OWNER = { apiVersion: 'tessera.dev/v1alpha1', kind: 'SparseFineTune', namespace: 'ns', name: 'a', uid: 'ou' };

@@ -1,7 +1,7 @@
 // Status writes are coalesced to about one per second per object, and the last state wins.
 import assert from 'node:assert/strict';
 import { Coalescer } from '../../../operator/status/coalescer.js';
-import { FakeClock } from './fake-clock.js';
+import { FakeClock } from '../fake-clock.js';
 
 describe('the status write coalescer', () => {
   function recording(clock: FakeClock, fail = () => false) {

@@ -8,7 +8,7 @@ import { Registry } from 'prom-client';
 import { NotConnectedError, StatusHub } from '../../../operator/status/hub.js';
 import type { WorkerReport } from '../../../operator/status/wire.js';
 import { Reporter } from '../../../worker/report/reporter.js';
-import { FakeClock } from './fake-clock.js';
+import { FakeClock } from '../fake-clock.js';
 import { callerFor, eventually, objectRef, quietLogger, rawStream, RecordingSink, stubAuthenticator } from './harness.js';
 
 describe('the status hub', () => {

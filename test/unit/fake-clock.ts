@@ -1,5 +1,5 @@
 // A Clock whose time moves only when the test says so.
-import type { Clock, TimerHandle } from '../../../operator/status/clock.js';
+import type { Clock, TimerHandle } from '../../operator/runtime/clock.js';
 
 interface Timer {
   id: number;
@@ -30,6 +30,11 @@ export class FakeClock implements Clock {
     return this.timers.length;
   }
 
+  /** Due times of pending timers, relative to now. */
+  pendingDelays(): number[] {
+    return this.timers.map((t) => t.at - this.time).sort((a, b) => a - b);
+  }
+
   /** Moves time forward, firing due timers in order and letting their promises settle. */
   async advance(ms: number): Promise<void> {
     const end = this.time + ms;
@@ -46,6 +51,6 @@ export class FakeClock implements Clock {
   }
 }
 
-async function settle(): Promise<void> {
-  for (let i = 0; i < 10; i++) await Promise.resolve();
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
 }
