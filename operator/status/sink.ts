@@ -2,6 +2,7 @@
 // The mapping from ObjectState to status fields is a pure function so a reconciler can
 // swap in its kind's own mapping (or a whole sink) without touching the hub.
 import { ApiException, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
+import { setCondition as setRuntimeCondition } from '../runtime/conditions.js';
 import type { ObjectState, PodServing } from './state.js';
 import { objectKey, type ObjectRef } from './wire.js';
 
@@ -99,10 +100,7 @@ function aggregateServing(replicas: readonly PodServing[]): StatusPatch {
 
 /** Sets or updates one condition in a list, keeping lastTransitionTime when the status is unchanged. */
 export function setCondition(conditions: readonly Condition[], next: Omit<Condition, 'lastTransitionTime'>, now: Date): Condition[] {
-  const existing = conditions.find((c) => c.type === next.type);
-  const lastTransitionTime = existing && existing.status === next.status ? existing.lastTransitionTime : now.toISOString();
-  const updated: Condition = { ...next, lastTransitionTime };
-  return existing ? conditions.map((c) => (c.type === next.type ? updated : c)) : [...conditions, updated];
+  return setRuntimeCondition(conditions, next, now);
 }
 
 export interface MergePatchStatusSinkOptions {

@@ -3,6 +3,7 @@
 // (written by the status hub) are kept when they belong to this generation.
 import type { V1Job } from '@kubernetes/client-node';
 import { ConditionType, Reason, type Condition } from '../../api/v1alpha1/index.js';
+import { setCondition } from '../../runtime/conditions.js';
 
 export interface RunObservation {
   generation: number;
@@ -26,12 +27,9 @@ export interface RunStatus {
 const WORKER_STAGES_WHILE_RUNNING = (stage: string | undefined): stage is string =>
   stage !== undefined && !['Pending', 'Succeeded', 'Failed', 'Starting'].includes(stage);
 
-/** Sets a condition, keeping lastTransitionTime when its status did not change. */
+/** Sets a condition, keeping lastTransitionTime when its status did not change (the runtime's rule). */
 export function withCondition(conditions: readonly Condition[], next: Omit<Condition, 'lastTransitionTime'>, now: Date): Condition[] {
-  const existing = conditions.find((c) => c.type === next.type);
-  const lastTransitionTime = existing && existing.status === next.status ? existing.lastTransitionTime : now.toISOString();
-  const updated: Condition = { ...next, lastTransitionTime };
-  return existing ? conditions.map((c) => (c.type === next.type ? updated : c)) : [...conditions, updated];
+  return setCondition(conditions, next, now);
 }
 
 function jobCondition(job: V1Job | undefined, type: string) {

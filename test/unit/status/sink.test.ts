@@ -60,11 +60,13 @@ describe('the default status mapping', () => {
 describe('setCondition', () => {
   const t0 = new Date('2026-01-01T00:00:00Z');
   const t1 = new Date('2026-01-02T00:00:00Z');
+  // Condition times are metav1.Time: RFC 3339 to the second.
+  const rfc3339 = (d: Date): string => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
   it('keeps lastTransitionTime when only the reason or message changes', () => {
     const first = setCondition([], { type: 'Degraded', status: 'True', reason: 'A', message: 'a', observedGeneration: 1 }, t0);
     const second = setCondition(first, { type: 'Degraded', status: 'True', reason: 'B', message: 'b', observedGeneration: 2 }, t1);
-    assert.deepEqual(second, [{ type: 'Degraded', status: 'True', reason: 'B', message: 'b', observedGeneration: 2, lastTransitionTime: t0.toISOString() }]);
+    assert.deepEqual(second, [{ type: 'Degraded', status: 'True', reason: 'B', message: 'b', observedGeneration: 2, lastTransitionTime: rfc3339(t0) }]);
     const third = setCondition(second, { type: 'Degraded', status: 'False', reason: 'C', message: 'c' }, t1);
-    assert.equal(third[0]?.lastTransitionTime, t1.toISOString());
+    assert.equal(third[0]?.lastTransitionTime, rfc3339(t1));
   });
 });
