@@ -10,6 +10,7 @@ const SUITES: Record<string, string> = {
   'kernels-matmul': 'kernels-matmul.ts',
   'kernels-train': 'kernels-train.ts',
   jd: 'jd.ts',
+  'jd-tasks': 'jd-tasks.ts',
 };
 
 const [suite, ...args] = process.argv.slice(2);

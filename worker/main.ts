@@ -10,6 +10,7 @@ import { runCompress } from './modes/compress.js';
 import { registerEval } from './modes/eval.js';
 import { JD_BUNDLE_SOURCE } from './modes/jd-adapter-source.js';
 import { registerPretrain } from './modes/pretrain.js';
+import { registerTaskAdapters } from './modes/task-adapters.js';
 import { runWorkload, WorkloadError } from './modes/workload.js';
 
 interface OperatorMode {
@@ -47,6 +48,7 @@ for (const mode of OPERATOR_MODES) {
     });
 }
 registerPretrain(program);
+registerTaskAdapters(program);
 registerEval(program, { adapterSources: [JD_BUNDLE_SOURCE] });
 
 try {
