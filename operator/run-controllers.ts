@@ -77,6 +77,7 @@ export async function startControllers(options: ControllerOptions): Promise<Runn
     kubeConfig, logger, caBundlePem,
     settings: { image: options.workerImage, statusAddress: options.statusAddress ?? `${serviceDns}:${options.grpcPort}`, caConfigMap: 'tessera-ca', tokenAudience: 'tessera.dev' },
     onQueueDepth: (kind, n) => depth.set({ controller: kind }, n),
+    onDeleted: (ref) => hub.forget(ref),
     onReconcile: (kind, outcome, seconds) => {
       reconciles.inc({ controller: kind, result: outcome });
       duration.observe({ controller: kind }, seconds);

@@ -25,6 +25,8 @@ export interface ManagerOptions {
   onReconcile?: (kind: string, outcome: 'success' | 'error', seconds: number) => void;
   /** Called when a kind's queue depth changes, for metrics. */
   onQueueDepth?: (kind: string, depth: number) => void;
+  /** Called when an object of one of the three kinds is deleted (the hub forgets its state). */
+  onDeleted?: (ref: { kind: string; namespace: string; name: string }) => void;
 }
 
 type Custom<T> = T & KubernetesObject;
@@ -72,7 +74,10 @@ export class Manager {
     const on = <T extends KubernetesObject>(source: SharedInformer<T>, handle: (obj: T) => void): void =>
       source.addEventHandler({ onAdd: handle, onUpdate: (_old, obj) => handle(obj), onDelete: handle });
     // Each kind's own changes; then children to their controlling owner; then inputs to their consumers.
-    for (const c of this.controllers) on(c.informer, (obj) => c.queue.add(objectKey(obj)));
+    for (const c of this.controllers) {
+      on(c.informer, (obj) => c.queue.add(objectKey(obj)));
+      c.informer.addEventHandler({ onDelete: (obj) => options.onDeleted?.({ kind: c.kind, namespace: obj.metadata?.namespace ?? '', name: obj.metadata?.name ?? '' }) });
+    }
     const toOwner = (child: KubernetesObject): void => {
       const owner = child.metadata?.ownerReferences?.find((o) => o.controller && o.apiVersion === api);
       const target = this.controllers.find((c) => c.kind === owner?.kind);
