@@ -1,15 +1,11 @@
 // Status conditions per the API conventions (apimachinery's meta.SetStatusCondition): one entry
 // per type, lastTransitionTime moves only when status flips, and a list that did not change
 // compares equal so the status is not written again.
+import { ConditionType } from '../api/v1alpha1/conditions.js';
 import { semanticEqual } from './semantic.js';
 
-export const ConditionTypes = {
-  Ready: 'Ready',
-  Progressing: 'Progressing',
-  Degraded: 'Degraded',
-  Succeeded: 'Succeeded',
-  Failed: 'Failed',
-} as const;
+/** The condition types of every Tessera kind, defined once with the CRD schemas. */
+export const ConditionTypes = ConditionType;
 
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 

@@ -2,32 +2,19 @@
 // normalized config of worker/formats/hf-config.ts (LlamaFamilyConfig), so one of those can
 // be passed as is; tests build configs by hand. Module names and shapes come from the formats
 // layer, which owns the HF naming.
-import type { RopeScaling } from '../../formats/hf-config.js';
+import type { LlamaFamilyConfig, RopeScaling } from '../../formats/hf-config.js';
 import { LINEAR_MODULES, linearModulePath, linearShape, type LinearModule } from '../../formats/hf-checkpoint.js';
 
 export { LINEAR_MODULES, linearShape, type LinearModule, type RopeScaling };
 
-export interface LlamaConfig {
-  /** llama | mistral | qwen2: selects the registry entry; the graphs differ only by the flags below. */
-  modelType: string;
-  hiddenSize: number;
-  intermediateSize: number;
-  numHiddenLayers: number;
-  numAttentionHeads: number;
-  /** Grouped-query attention: each key/value head serves numAttentionHeads / numKeyValueHeads query heads. */
-  numKeyValueHeads: number;
-  headDim: number;
-  rmsNormEps: number;
-  ropeTheta: number;
-  ropeScaling: RopeScaling | null;
-  maxPositionEmbeddings: number;
-  vocabSize: number;
-  tieWordEmbeddings: boolean;
-  /** Bias on q/k/v projections (qwen2). */
-  qkvBias: boolean;
-  oProjBias: boolean;
-  mlpBias: boolean;
-}
+/**
+ * The fields of the normalized HF config the graphs read; modelType is any string so tests can
+ * build configs by hand (the registry rejects unknown types).
+ */
+export type LlamaConfig = Pick<LlamaFamilyConfig,
+  'hiddenSize' | 'intermediateSize' | 'numHiddenLayers' | 'numAttentionHeads' | 'numKeyValueHeads' | 'headDim' |
+  'rmsNormEps' | 'ropeTheta' | 'ropeScaling' | 'maxPositionEmbeddings' | 'vocabSize' | 'tieWordEmbeddings' |
+  'qkvBias' | 'oProjBias' | 'mlpBias'> & { modelType: string };
 
 /** Full module path of a linear layer, e.g. model.layers.3.self_attn.q_proj (HF and PEFT naming). */
 export const linearPath = linearModulePath;
