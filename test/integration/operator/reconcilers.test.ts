@@ -135,8 +135,13 @@ describe('the operator on the local control plane', function () {
     }, 30_000);
     assert.equal(condition(obj!, 'Progressing')?.reason, 'InputNotReady');
     assert.match(condition(obj!, 'Progressing')?.message ?? '', /SparseFineTune trainer/);
-    const lineage = await get('sparsefinetunes', 'trainer');
-    assert.deepEqual((lineage.status as { lineage?: unknown } | undefined)?.lineage, { adapterCluster: 'pool', adapterName: 'trained' });
+    // The two reconcilers run independently: the SparseFineTune's lineage may land after the AdapterCluster waits.
+    let lineage: unknown;
+    await waitFor('the SparseFineTune to record where its adapter goes', async () => {
+      lineage = ((await get('sparsefinetunes', 'trainer')).status as { lineage?: unknown } | undefined)?.lineage;
+      return lineage !== undefined;
+    }, 10_000);
+    assert.deepEqual(lineage, { adapterCluster: 'pool', adapterName: 'trained' });
   });
 
   it('compresses an AdapterCluster\'s adapters in a real worker and reports the bundle revision', async () => {
