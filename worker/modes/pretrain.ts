@@ -17,7 +17,7 @@ import { makeTensor, type Tensor } from '../formats/tensor.js';
 import { bpeTokenizerConfig, bpeTokenizerJson, TextTokenizer, writeBpeTokenizer } from '../formats/tokenizer.js';
 import { initWeights, numParameters } from '../model/llama/index.js';
 import { SessionCache } from '../onnx/session.js';
-import { type Progress, train, type TrainConfig } from '../train/loop.js';
+import { type Progress, showProgressBar, train, type TrainConfig } from '../train/loop.js';
 import { createLlamaTrainModel } from '../train/model-step.js';
 import { Rng } from '../train/rng.js';
 import { evalPerplexity, type PerplexityResult } from './eval.js';
@@ -67,6 +67,8 @@ export interface PretrainOptions {
   topK?: number;
   log?: Logger;
   onProgress?: (p: Progress) => void;
+  /** Progress bar on stderr when it is a terminal; false forces it off. Default true. */
+  progressBar?: boolean;
   signal?: AbortSignal;
 }
 
@@ -127,16 +129,18 @@ export async function pretrain(opts: PretrainOptions): Promise<PretrainResult> {
 
     const model = await createLlamaTrainModel({ config, weights, mode: 'full', cache, random: () => rng.next() });
     const every = Math.max(1, Math.floor(steps / 20));
+    // Log lines written under a live bar would break its redraws; the bar shows the same numbers.
+    const logSteps = !showProgressBar(opts.progressBar, process.stderr);
     const trainConfig: Partial<TrainConfig> = { steps, batchSize, sequenceLength, learningRate: opts.learningRate ?? preset.learningRate, warmupSteps: Math.min(preset.warmupSteps, steps - 1), weightDecay: 0.1, beta2: 0.95, seed };
     const run = await train({
       model,
       train: trainStream,
       config: trainConfig,
-      progressBar: false,
+      progressBar: opts.progressBar,
       signal: opts.signal,
       onProgress: (p) => {
         opts.onProgress?.(p);
-        if (p.step % every === 0 || p.step === p.totalSteps) log.info({ step: p.step, totalSteps: p.totalSteps, loss: round(p.loss), lr: p.lr, tokensPerSecond: Math.round(p.tokensPerSecond), etaSeconds: Math.round(p.etaSeconds) }, 'progress');
+        if (logSteps && (p.step % every === 0 || p.step === p.totalSteps)) log.info({ step: p.step, totalSteps: p.totalSteps, loss: round(p.loss), lr: p.lr, tokensPerSecond: Math.round(p.tokensPerSecond), etaSeconds: Math.round(p.etaSeconds) }, 'progress');
       },
     });
     for (const [name, p] of model.params) weights.set(name, { shape: model.shapes.get(name) as number[], data: p });
@@ -237,6 +241,7 @@ interface PretrainCli {
   learningRate?: number;
   threads?: number;
   topK: number;
+  progress: boolean;
 }
 
 /** Adds `pretrain` to a commander program; the last stdout line is the result as JSON (samples included). */
@@ -258,6 +263,7 @@ export function registerPretrain(program: Command): Command {
     })
     .option('--threads <n>', 'ONNX Runtime intra-op threads', positiveInt('--threads'))
     .option('--top-k <k>', 'top-k of the printed samples; 0 = greedy', nonNegativeInt('--top-k'), 20)
+    .option('--no-progress', 'never draw the progress bar (drawn only when stderr is a terminal)')
     .action(async (o: PretrainCli) => {
       const controller = new AbortController();
       const stop = (): void => controller.abort();
@@ -266,7 +272,7 @@ export function registerPretrain(program: Command): Command {
       const reporter = process.env.TESSERA_STATUS_ADDRESS ? Reporter.fromEnv().start() : undefined;
       try {
         const r = await pretrain({
-          ...o, signal: controller.signal,
+          ...o, progressBar: o.progress, signal: controller.signal,
           onProgress: reporter ? (p) => reporter.progress({ step: p.step, totalSteps: p.totalSteps, percent: Math.floor((100 * p.step) / Math.max(1, p.totalSteps)), etaSeconds: Math.round(p.etaSeconds), stage: 'Pretraining' }) : undefined,
         });
         reporter?.metrics({ perplexityBefore: r.validation.before.perplexity, perplexityAfter: r.validation.after.perplexity });

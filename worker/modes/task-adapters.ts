@@ -61,6 +61,8 @@ export interface TaskAdaptersOptions {
   threads?: number;
   log?: Logger;
   onProgress?: (task: { index: number; name: string; total: number }, p: Progress) => void;
+  /** Progress bar (one per adapter) on stderr when it is a terminal; false forces it off. Default true. */
+  progressBar?: boolean;
   signal?: AbortSignal;
   /** Shared sessions; a private cache is created and disposed otherwise. */
   cache?: SessionCache;
@@ -244,7 +246,7 @@ export async function trainTaskAdapters(opts: TaskAdaptersOptions): Promise<Task
           model: trainModel,
           train: trainTokens,
           config: { steps, batchSize: opts.batchSize ?? TASK_DEFAULTS.batchSize, sequenceLength, learningRate: opts.learningRate ?? TASK_DEFAULTS.learningRate, warmupSteps: 0, weightDecay: 0, seed: seed + index },
-          progressBar: false,
+          progressBar: opts.progressBar,
           signal: opts.signal,
           onProgress: (p) => opts.onProgress?.({ index, name: task.name, total: opts.tasks.length }, p),
         }));
@@ -360,6 +362,7 @@ interface TaskAdaptersCli {
   seed: number;
   maxChars: number;
   threads?: number;
+  progress: boolean;
 }
 
 /** Adds `task-adapters` to a commander program; the last stdout line is the result as JSON. */
@@ -385,6 +388,7 @@ export function registerTaskAdapters(program: Command): Command {
     }, 0)
     .option('--max-chars <n>', 'characters of each document used, training and held-out together', positiveInt('--max-chars'), TASK_DEFAULTS.maxChars)
     .option('--threads <n>', 'ONNX Runtime intra-op threads', positiveInt('--threads'))
+    .option('--no-progress', 'never draw the progress bar (drawn only when stderr is a terminal)')
     .action(async (o: TaskAdaptersCli) => {
       const controller = new AbortController();
       const stop = (): void => controller.abort();
@@ -392,7 +396,7 @@ export function registerTaskAdapters(program: Command): Command {
       try {
         const tasks = (o.corpus === 'sotu' ? sotuTasks : brownTasks)(o.count, { maxChars: o.maxChars });
         const targetModules = o.targetModules.split(',').map((s) => s.trim()).filter((s) => s !== '');
-        const r = await trainTaskAdapters({ ...o, tasks, targetModules, signal: controller.signal });
+        const r = await trainTaskAdapters({ ...o, tasks, targetModules, progressBar: o.progress, signal: controller.signal });
         process.stdout.write(`${JSON.stringify(r)}\n`);
       } finally {
         process.off('SIGTERM', stop);

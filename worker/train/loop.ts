@@ -71,10 +71,23 @@ export interface TrainRun {
   /** A checkpoint directory to continue from. */
   resumeFrom?: string;
   onProgress?: (p: Progress) => void;
-  /** Draw a progress line on stderr when it is a TTY. Default true. */
+  /** Draw a progress bar on `progressStream` when it is a terminal; false forces it off. Default true. */
   progressBar?: boolean;
+  /** Where the bar goes. Default process.stderr, so stdout stays free for results. */
+  progressStream?: ProgressStream;
   /** Stop after the step in progress (pod preemption): checkpoint, when configured, and return. */
   signal?: AbortSignal;
+}
+
+/** The stream the bar draws on: a terminal reports isTTY (and its width as columns). */
+export type ProgressStream = NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+
+/**
+ * Whether the loop draws a progress bar: only on a terminal, so logs and CI captures never
+ * fill with redraw escape codes, and never when the caller turned it off.
+ */
+export function showProgressBar(enabled: boolean | undefined, stream: { isTTY?: boolean }): boolean {
+  return enabled !== false && stream.isTTY === true;
 }
 
 export interface TrainResult {
@@ -124,8 +137,11 @@ export async function train(run: TrainRun): Promise<TrainResult> {
 
   const heldOut = run.eval ? evalBatches(run.eval, cfg.batchSize, cfg.sequenceLength, cfg.evalBatches) : [];
   const microSize = cfg.batchSize / cfg.microBatches;
-  const bar = run.progressBar !== false && process.stderr.isTTY ? new cliProgress.SingleBar({ format: '{bar} {value}/{total} loss {loss} lr {lr} {tps} tok/s eta {etaS}s', hideCursor: true }) : null;
-  bar?.start(cfg.steps, state.step, { loss: '-', lr: '-', tps: '-' });
+  const stream = run.progressStream ?? process.stderr;
+  const bar = showProgressBar(run.progressBar, stream)
+    ? new cliProgress.SingleBar({ format: '{bar} {value}/{total} loss {loss} lr {lr} {tps} tok/s eta {etaS}s', hideCursor: true, stream })
+    : null;
+  bar?.start(cfg.steps, state.step, { loss: '-', lr: '-', tps: '-', etaS: '-' });
   const started = performance.now();
   const firstStep = state.step;
   let evalLoss: number | null = null;
