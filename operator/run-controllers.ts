@@ -74,7 +74,7 @@ export async function startControllers(options: ControllerOptions): Promise<Runn
   const duration = new Histogram({ name: 'tessera_reconcile_duration_seconds', help: 'Reconcile duration by controller.', labelNames: ['controller'], registers: [options.registry] });
   const depth = new Gauge({ name: 'tessera_workqueue_depth', help: 'Keys waiting in each controller\'s work queue.', labelNames: ['controller'], registers: [options.registry] });
   const manager = new Manager({
-    kubeConfig, logger, caBundlePem,
+    kubeConfig, logger, caBundlePem, hub,
     settings: { image: options.workerImage, statusAddress: options.statusAddress ?? `${serviceDns}:${options.grpcPort}`, caConfigMap: 'tessera-ca', tokenAudience: 'tessera.dev' },
     onQueueDepth: (kind, n) => depth.set({ controller: kind }, n),
     onDeleted: (ref) => hub.forget(ref),

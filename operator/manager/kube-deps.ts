@@ -7,6 +7,7 @@ import {
 import type { Logger } from 'pino';
 import { GROUP, VERSION, type AdapterCluster, type LoRAServer, type SparseFineTune } from '../api/v1alpha1/index.js';
 import type { ReconcileDeps } from '../controllers/common/deps.js';
+import type { BundleRolloutDriver } from '../controllers/loraserver/rollout.js';
 import type { WorkerSettings } from '../controllers/common/worker-pod.js';
 import type { Informer } from '../runtime/informer.js';
 
@@ -28,7 +29,10 @@ export class KubeDeps implements ReconcileDeps {
   private readonly batch: BatchV1Api;
   private readonly core: CoreV1Api;
 
-  constructor(kubeConfig: KubeConfig, private readonly caches: Caches, readonly settings: WorkerSettings, private readonly log: Logger, private readonly caBundlePem: string | undefined) {
+  constructor(
+    kubeConfig: KubeConfig, private readonly caches: Caches, readonly settings: WorkerSettings, private readonly log: Logger,
+    private readonly caBundlePem: string | undefined, readonly rollouts?: BundleRolloutDriver,
+  ) {
     this.objects = KubernetesObjectApi.makeApiClient(kubeConfig);
     this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
     this.batch = kubeConfig.makeApiClient(BatchV1Api);

@@ -9,6 +9,7 @@ import { reconcileAdapterCluster } from '../controllers/adaptercluster/reconcile
 import type { Result } from '../controllers/common/deps.js';
 import type { WorkerSettings } from '../controllers/common/worker-pod.js';
 import { reconcileLoRAServer } from '../controllers/loraserver/reconciler.js';
+import { BundleRollouts, type RolloutHub } from '../controllers/loraserver/rollout.js';
 import { reconcileSparseFineTune } from '../controllers/sparsefinetune/reconciler.js';
 import { objectKey, SharedInformer } from '../runtime/informer.js';
 import { RestClient } from '../runtime/rest.js';
@@ -27,6 +28,8 @@ export interface ManagerOptions {
   onQueueDepth?: (kind: string, depth: number) => void;
   /** Called when an object of one of the three kinds is deleted (the hub forgets its state). */
   onDeleted?: (ref: { kind: string; namespace: string; name: string }) => void;
+  /** The status hub, through which bundle sets reach running LoRAServer replicas; without it none are rolled out. */
+  hub?: RolloutHub;
 }
 
 type Custom<T> = T & KubernetesObject;
@@ -57,7 +60,12 @@ export class Manager {
       jobs: informer<V1Job>('batch/v1', 'Job'),
       deployments: informer<V1Deployment>('apps/v1', 'Deployment'),
     };
-    this.deps = new KubeDeps(options.kubeConfig, this.informers, options.settings, this.log, options.caBundlePem);
+    // The rollout driver requeues a LoRAServer when a step finishes; the queue exists only below, hence the late binding.
+    let requeueServer = (_key: string): void => undefined;
+    const rollouts = options.hub
+      ? new BundleRollouts(options.hub, { logger: this.log.child({ controller: 'LoRAServer' }), onChange: (s) => requeueServer(`${s.namespace}/${s.name}`) })
+      : undefined;
+    this.deps = new KubeDeps(options.kubeConfig, this.informers, options.settings, this.log, options.caBundlePem, rollouts);
     const controller = <T extends KubernetesObject>(kind: string, source: SharedInformer<T>, reconcile: (obj: T) => Promise<Result>): Controller => ({
       kind, informer: source as unknown as SharedInformer<KubernetesObject>,
       queue: new WorkQueue({ onDepthChange: (depth) => options.onQueueDepth?.(kind, depth) }),
@@ -70,6 +78,8 @@ export class Manager {
     const ac = controller('AdapterCluster', this.informers.adapterClusters, (o) => reconcileAdapterCluster(o, this.deps));
     const ls = controller('LoRAServer', this.informers.loraServers, (o) => reconcileLoRAServer(o, this.deps));
     this.controllers = [sft, ac, ls];
+    requeueServer = (key) => ls.queue.add(key);
+    if (rollouts) this.informers.loraServers.addEventHandler({ onDelete: (obj) => rollouts.forget({ namespace: obj.metadata?.namespace ?? '', name: obj.metadata?.name ?? '' }) });
 
     const on = <T extends KubernetesObject>(source: SharedInformer<T>, handle: (obj: T) => void): void =>
       source.addEventHandler({ onAdd: handle, onUpdate: (_old, obj) => handle(obj), onDelete: handle });

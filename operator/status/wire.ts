@@ -120,10 +120,15 @@ export type WorkerReport = {
   [K in ReportKind]: Omit<WorkerReportFields, ReportKind> & { body: K } & Pick<ReportBodies, K>;
 }[ReportKind];
 
-export interface LoadBundle {
+export interface BundleRef {
+  adapterCluster: string;
   revision: string;
   uri: string;
   sha256: string;
+}
+export interface LoadBundle {
+  revision: string;
+  bundles: BundleRef[];
 }
 export interface Activate {
   revision: string;
@@ -181,7 +186,8 @@ export const MESSAGE_FIELDS = {
   Completion: { outputs: true, artifacts: true } satisfies FieldSet<Completion>,
   DirectiveAck: { directiveId: true, ok: true, message: true } satisfies FieldSet<DirectiveAck>,
   Directive: { id: true, loadBundle: true, activate: true, drain: true, stop: true } satisfies FieldSet<DirectiveFields>,
-  LoadBundle: { revision: true, uri: true, sha256: true } satisfies FieldSet<LoadBundle>,
+  LoadBundle: { revision: true, bundles: true } satisfies FieldSet<LoadBundle>,
+  BundleRef: { adapterCluster: true, revision: true, uri: true, sha256: true } satisfies FieldSet<BundleRef>,
   Activate: { revision: true } satisfies FieldSet<Activate>,
   Drain: {} satisfies FieldSet<Drain>,
   Stop: { reason: true } satisfies FieldSet<Stop>,

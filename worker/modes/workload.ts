@@ -36,8 +36,16 @@ async function readSpec<S>(file: string): Promise<S> {
   }
 }
 
+export interface WorkloadOptions {
+  /**
+   * Report stage Starting before the work (default true). A long-running server reports its
+   * serving statistics instead: its stage is the operator's to set.
+   */
+  announceStart?: boolean;
+}
+
 /** Runs one workload to completion and returns the process exit code. */
-export async function runWorkload<S>(mode: string, specFile: string, log: Logger, work: (ctx: WorkloadContext<S>) => Promise<void>): Promise<number> {
+export async function runWorkload<S>(mode: string, specFile: string, log: Logger, work: (ctx: WorkloadContext<S>) => Promise<void>, options: WorkloadOptions = {}): Promise<number> {
   let reporter: Reporter | undefined;
   if (process.env.TESSERA_STATUS_ADDRESS) {
     try {
@@ -49,7 +57,7 @@ export async function runWorkload<S>(mode: string, specFile: string, log: Logger
   } else log.info({ mode }, 'no TESSERA_STATUS_ADDRESS: running without a status hub');
   try {
     const spec = await readSpec<S>(specFile);
-    reporter?.progress({ stage: 'Starting' });
+    if (options.announceStart !== false) reporter?.progress({ stage: 'Starting' });
     await work({ spec, specFile, reporter, log });
     log.info({ mode }, 'workload finished');
     if (reporter) await reporter.flush(10_000);

@@ -88,6 +88,16 @@ export const LoRAServerStatus = Type.Object(
     bundleRevision: Type.Optional(Type.Object(
       {
         desired: Type.Optional(Type.String({ description: 'Revision set the replicas should serve (bundle revisions of the referenced AdapterClusters).' })),
+        current: Type.Optional(Type.String({ description: 'The last revision set every replica activated; new replicas start with it.' })),
+        failed: Type.Optional(Type.Object(
+          {
+            revision: Type.String({ description: 'The revision set that did not load.' }),
+            pod: Type.String({ description: 'The replica that refused it.' }),
+            message: Type.String({ description: 'Why, as the replica said.' }),
+            time: Type.String({ description: 'When (RFC 3339).', format: 'date-time' }),
+          },
+          { description: 'The last rollout that failed; its replicas kept serving the revision they had. Cleared when a later revision rolls out.' },
+        )),
         active: Type.Optional(Type.Array(Type.Object(
           { pod: Type.String({ description: 'Replica pod.' }), revision: Type.String({ description: 'Revision it serves.' }) },
           { description: 'One replica\'s active revision.' },
@@ -105,6 +115,15 @@ export const LoRAServerStatus = Type.Object(
       },
       { description: 'Serving statistics reported by the replicas.' },
     )),
+    bundles: Type.Optional(Type.Array(Type.Object(
+      {
+        adapterCluster: Type.String({ description: 'The AdapterCluster.' }),
+        revision: Type.String({ description: 'Its bundle revision in the current set.' }),
+        uri: Type.String({ description: 'Where the bundle is.' }),
+        sha256: Type.Optional(Type.String({ description: 'sha256 of its bundle.safetensors, checked by every replica that loads it.' })),
+      },
+      { description: 'One bundle of the current revision set.' },
+    ), { description: 'The bundles of bundleRevision.current.', maxItems: 64, 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['adapterCluster'] })),
     deploymentName: Type.Optional(Type.String({ description: 'The Deployment running the replicas.' })),
   },
   { description: 'Observed state, written by the operator.' },

@@ -2,6 +2,7 @@
 // server-side apply, status writes, events) can be swapped and reconcilers read top to bottom.
 import type { KubernetesObject, V1Deployment, V1Job } from '@kubernetes/client-node';
 import type { AdapterCluster, SparseFineTune } from '../../api/v1alpha1/index.js';
+import type { BundleRolloutDriver } from '../loraserver/rollout.js';
 import type { WorkerSettings } from './worker-pod.js';
 
 export interface ReconcileDeps {
@@ -20,6 +21,8 @@ export interface ReconcileDeps {
   sparseFineTunes(namespace: string): SparseFineTune[];
   adapterCluster(namespace: string, name: string): AdapterCluster | undefined;
   event(obj: KubernetesObject, type: 'Normal' | 'Warning', reason: string, note: string): void;
+  /** Moves running LoRAServer replicas to a new bundle set; absent where no status hub runs. */
+  rollouts?: BundleRolloutDriver;
 }
 
 export interface Result {

@@ -1,7 +1,7 @@
 // The spec a worker reads from its mounted file: the object's identity, its spec, and where each
 // storage URI can be found inside the pod.
 import type { V1ConfigMap } from '@kubernetes/client-node';
-import { resolveStorage } from './storage.js';
+import { resolveStorage, type StorageUse } from './storage.js';
 import { ownerReference, type OwnerInfo } from './worker-pod.js';
 
 export interface WorkerSpecFile<S> {
@@ -15,9 +15,9 @@ export interface WorkerSpecFile<S> {
   inputs?: Record<string, unknown>;
 }
 
-export function specConfigMap<S>(owner: OwnerInfo, name: string, labels: Record<string, string>, spec: S, uris: { uri: string; writable: boolean }[], inputs?: Record<string, unknown>): V1ConfigMap {
+export function specConfigMap<S>(owner: OwnerInfo, name: string, labels: Record<string, string>, spec: S, uris: StorageUse[], inputs?: Record<string, unknown>): V1ConfigMap {
   const locations: Record<string, string> = {};
-  for (const { uri, writable } of uris) locations[uri] = resolveStorage(uri, writable).location;
+  for (const { uri, writable, folder } of uris) locations[uri] = resolveStorage(uri, writable, folder).location;
   const file: WorkerSpecFile<S> = {
     apiVersion: owner.apiVersion, kind: owner.kind,
     metadata: { name: owner.name, namespace: owner.namespace, uid: owner.uid, generation: owner.generation },

@@ -18,7 +18,11 @@ const volumeName = (prefix: string, raw: string): string => {
   return `${prefix}-${cleaned}`.slice(0, 63).replace(/-+$/, '');
 };
 
-export function resolveStorage(uri: string, writable: boolean): ResolvedStorage {
+/**
+ * `folder`: the URI names a folder whose contents come and go (an AdapterCluster's output, where
+ * each revision is a new subfolder), so that folder itself is mounted rather than its parent.
+ */
+export function resolveStorage(uri: string, writable: boolean, folder = false): ResolvedStorage {
   const pvc = /^pvc:\/\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)(\/.*)?$/.exec(uri);
   if (pvc) {
     const claim = pvc[1] ?? '';
@@ -34,11 +38,11 @@ export function resolveStorage(uri: string, writable: boolean): ResolvedStorage 
   if (file) {
     const path = file[1] ?? '/';
     // Mount the folder that holds the target so files created there (outputs) are visible on the node.
-    const dir = writable ? path : path.replace(/\/[^/]*$/, '') || '/';
+    const dir = writable || folder ? path.replace(/(.)\/+$/, '$1') : path.replace(/\/[^/]*$/, '') || '/';
     const name = volumeName('host', dir);
     return {
       location: path,
-      volume: { name, hostPath: { path: dir, type: writable ? 'DirectoryOrCreate' : 'Directory' } },
+      volume: { name, hostPath: { path: dir, type: writable || folder ? 'DirectoryOrCreate' : 'Directory' } },
       mount: { name, mountPath: dir, readOnly: !writable },
     };
   }
@@ -47,11 +51,18 @@ export function resolveStorage(uri: string, writable: boolean): ResolvedStorage 
 }
 
 /** Volumes and mounts for several URIs, merged so each claim or folder is mounted once (writable wins). */
-export function storageVolumes(uris: { uri: string; writable: boolean }[]): { volumes: V1Volume[]; mounts: V1VolumeMount[] } {
+export interface StorageUse {
+  uri: string;
+  writable: boolean;
+  /** See resolveStorage. */
+  folder?: boolean;
+}
+
+export function storageVolumes(uris: StorageUse[]): { volumes: V1Volume[]; mounts: V1VolumeMount[] } {
   const volumes = new Map<string, V1Volume>();
   const mounts = new Map<string, V1VolumeMount>();
-  for (const { uri, writable } of uris) {
-    const resolved = resolveStorage(uri, writable);
+  for (const { uri, writable, folder } of uris) {
+    const resolved = resolveStorage(uri, writable, folder);
     if (!resolved.volume || !resolved.mount) continue;
     volumes.set(resolved.volume.name, resolved.volume);
     const existing = mounts.get(resolved.mount.name);

@@ -2,7 +2,7 @@
 // mounted file, a projected token for the status hub (audience tessera.dev), the hub's CA, and
 // the volumes its storage URIs need. Hardened by default: non-root, read-only root, no capabilities.
 import type { V1Container, V1EnvVar, V1OwnerReference, V1PodTemplateSpec, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import { storageVolumes } from './storage.js';
+import { storageVolumes, type StorageUse } from './storage.js';
 
 /** What the operator hands every worker. */
 export interface WorkerSettings {
@@ -32,7 +32,12 @@ export interface WorkerPodInput {
   owner: OwnerInfo;
   mode: 'train' | 'compress' | 'serve';
   specConfigMap: string;
-  storage: { uri: string; writable: boolean }[];
+  storage: StorageUse[];
+  /**
+   * Put the object's generation into the pod's environment (default true). A long-running
+   * Deployment leaves it out: a spec change that needs no new process must not restart pods.
+   */
+  generationInEnv?: boolean;
   resources: { gpus: number; cpu?: string; memory?: string; image?: string; nodeSelector?: Record<string, string>; tolerations?: Record<string, unknown>[]; affinity?: Record<string, unknown> };
   labels: Record<string, string>;
   restartPolicy: 'Never' | 'OnFailure' | 'Always';
@@ -59,7 +64,9 @@ export function workerPodTemplate(input: WorkerPodInput): V1PodTemplateSpec {
     { name: 'TESSERA_OBJECT_NAMESPACE', value: owner.namespace },
     { name: 'TESSERA_OBJECT_NAME', value: owner.name },
     { name: 'TESSERA_OBJECT_UID', value: owner.uid },
-    { name: 'TESSERA_OBJECT_GENERATION', value: String(owner.generation) },
+    ...(input.generationInEnv === false ? [] : [{ name: 'TESSERA_OBJECT_GENERATION', value: String(owner.generation) }]),
+    // Servers bind their pod IP rather than every address (on the process node pods share a host).
+    { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
   ];
   const mounts: V1VolumeMount[] = [
     { name: 'spec', mountPath: SPEC_DIR, readOnly: true },

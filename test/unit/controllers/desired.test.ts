@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import type { AdapterCluster, LoRAServer, SparseFineTune } from '../../../operator/api/v1alpha1/index.js';
 import { desiredAdapterCluster } from '../../../operator/controllers/adaptercluster/desired.js';
-import { desiredLoRAServer } from '../../../operator/controllers/loraserver/desired.js';
+import { bundleSet, desiredLoRAServer, inPodBundleSet } from '../../../operator/controllers/loraserver/desired.js';
 import { desiredSparseFineTune } from '../../../operator/controllers/sparsefinetune/desired.js';
 import { resolveStorage } from '../../../operator/controllers/common/storage.js';
 import { repoRoot } from '../../cluster/paths.js';
@@ -68,18 +68,41 @@ describe('desired children', () => {
   });
 
   it('serve a LoRAServer from a Deployment and Service whose pods survive adapter and revision changes', () => {
-    const bundles = [{ adapterCluster: 'brown-genres', revision: 'r1', uri: 'pvc://bundles/brown-genres/r1' }];
-    const a = desiredLoRAServer(ls(), bundles, settings);
+    const r1 = bundleSet([{ adapterCluster: 'brown-genres', revision: 'r1', uri: 'pvc://bundles/brown-genres/r1', sha256: 'ab'.repeat(32) }]);
+    const roots = ['pvc://bundles/brown-genres'];
+    const a = desiredLoRAServer(ls(), { startSet: r1, bundleRoots: roots }, settings);
     assert.equal(a.deployment.spec?.replicas, 2);
     assert.equal(a.service.spec?.ports?.[0]?.port, 8000);
     assert.equal(a.deployment.spec?.template.spec?.containers[0]?.readinessProbe?.httpGet?.path, '/health');
+    const env = a.deployment.spec?.template.spec?.containers[0]?.env ?? [];
+    assert.ok(!env.some((e) => e.name === 'TESSERA_OBJECT_GENERATION'), 'the generation would restart replicas on every spec change');
+    assert.equal(env.find((e) => e.name === 'POD_IP')?.valueFrom?.fieldRef?.fieldPath, 'status.podIP');
+    const spec = JSON.parse(a.configMap.data?.['spec.json'] ?? '{}') as { inputs: { bundleSet: { revision: string; bundles: { uri: string; sha256: string }[] } } };
+    assert.equal(spec.inputs.bundleSet.revision, r1.revision);
+    assert.deepEqual(spec.inputs.bundleSet.bundles.map((b) => [b.uri, b.sha256]), [['/mnt/pvc/bundles/brown-genres/r1', 'ab'.repeat(32)]]);
+
+    // A new revision, another adapter on a mounted claim, another generation: same pods.
     const more = ls();
+    more.metadata.generation = 7;
     more.spec.adapters.push({ name: 'extra', uri: 'pvc://adapters/extra' });
-    const b = desiredLoRAServer(more, [{ ...bundles[0]!, revision: 'r2' }], settings);
+    const r2 = bundleSet([{ adapterCluster: 'brown-genres', revision: 'r2', uri: 'pvc://bundles/brown-genres/r2' }]);
+    const b = desiredLoRAServer(more, { startSet: r2, bundleRoots: roots }, settings);
+    assert.notEqual(r2.revision, r1.revision);
     assert.equal(b.templateHash, a.templateHash);
+    assert.deepEqual(b.deployment.spec?.template, a.deployment.spec?.template);
     const bigger = ls();
     bigger.spec.engine.maxBatchSize = 128;
-    assert.notEqual(desiredLoRAServer(bigger, bundles, settings).templateHash, a.templateHash);
+    assert.notEqual(desiredLoRAServer(bigger, { startSet: r1, bundleRoots: roots }, settings).templateHash, a.templateHash);
+  });
+
+  it('mount an AdapterCluster output folder itself, so later revisions appear inside running pods', () => {
+    const root = resolveStorage('file:///data/bundles/jd', false, true);
+    assert.equal(root.volume?.hostPath?.path, '/data/bundles/jd');
+    assert.equal(root.mount?.readOnly, true);
+    assert.equal(resolveStorage('file:///data/bundles/jd/r1', false).mount?.mountPath, '/data/bundles/jd');
+    const set = inPodBundleSet(bundleSet([{ adapterCluster: 'jd', revision: 'r1', uri: 'file:///data/bundles/jd/r1' }]));
+    assert.equal(set.bundles[0]?.uri, '/data/bundles/jd/r1');
+    assert.equal(bundleSet([]).revision, '');
   });
 
   it('map storage URIs to volumes and refuse unknown schemes by name', () => {

@@ -98,7 +98,7 @@ describe('the status hub', () => {
     });
     worker.start();
     await eventually('the worker stream', () => hub.connectedPods(a).includes('a-pod'));
-    const ack = await hub.send({ namespace: 'ns', pod: 'a-pod' }, { body: 'loadBundle', loadBundle: { revision: '7', uri: 'file:///b', sha256: 'ab' } }, 5000);
+    const ack = await hub.send({ namespace: 'ns', pod: 'a-pod' }, { body: 'loadBundle', loadBundle: { revision: '7', bundles: [{ adapterCluster: 'ac', revision: 'r1', uri: '/b', sha256: 'ab' }] } }, 5000);
     assert.deepEqual({ ok: ack.ok, message: ack.message }, { ok: true, message: 'loaded 7' });
     const refused = await hub.send({ object: a }, { body: 'drain', drain: {} }, 5000);
     assert.deepEqual({ ok: refused.ok, message: refused.message }, { ok: false, message: 'cannot drain' });

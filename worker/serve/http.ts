@@ -1,0 +1,46 @@
+// The replica's HTTP face, in the OpenAI API's shapes so its clients (the openai SDKs, curl,
+// LangChain) work unchanged: /v1/models lists the base model and every adapter the active
+// bundle set serves; /health is the readiness and liveness probe.
+import { fastify, type FastifyInstance } from 'fastify';
+import type { AdapterStore } from './adapter-store.js';
+
+export interface ServeAppOptions {
+  store: AdapterStore;
+  /** The id clients use for the base model without an adapter. */
+  baseModelId: string;
+  /** Unix seconds the replica started; OpenAI's `created`. */
+  createdAt: number;
+  /** False until the initial bundles are loaded, and again while draining. */
+  ready: () => boolean;
+}
+
+/** OpenAI's error body, so SDKs raise their typed errors with our message. */
+export function openAiError(message: string, type: string, code: string | null, param: string | null = null) {
+  return { error: { message, type, param, code } };
+}
+
+export function createServeApp(opts: ServeAppOptions): FastifyInstance {
+  // Logging goes through the worker's own structured logger, not fastify's per-request lines.
+  const app = fastify({ logger: false, bodyLimit: 8 * 1024 * 1024 });
+
+  app.get('/health', async (_req, reply) => {
+    const revision = opts.store.activeRevision;
+    if (!opts.ready()) return reply.code(503).send({ status: 'starting', revision });
+    return { status: 'ok', revision, adapters: opts.store.adapterNames().length };
+  });
+
+  app.get('/v1/models', async () => {
+    const base = { id: opts.baseModelId, object: 'model', created: opts.createdAt, owned_by: 'tessera', root: opts.baseModelId, parent: null };
+    const adapters = opts.store.adapterNames().map((id) => ({ id, object: 'model', created: opts.createdAt, owned_by: 'tessera', root: opts.baseModelId, parent: opts.baseModelId }));
+    return { object: 'list', data: [base, ...adapters] };
+  });
+
+  app.get<{ Params: { model: string } }>('/v1/models/:model', async (req, reply) => {
+    const id = req.params.model;
+    if (id === opts.baseModelId) return { id, object: 'model', created: opts.createdAt, owned_by: 'tessera', root: id, parent: null };
+    if (!opts.store.resolve(id)) return reply.code(404).send(openAiError(`The model \`${id}\` does not exist.`, 'invalid_request_error', 'model_not_found', 'model'));
+    return { id, object: 'model', created: opts.createdAt, owned_by: 'tessera', root: opts.baseModelId, parent: opts.baseModelId };
+  });
+
+  return app;
+}
