@@ -1,15 +1,19 @@
 """Independent NumPy reference for the Llama family (llama / mistral / qwen2), written from
 transformers' modeling_llama.py / modeling_qwen2.py (LlamaRMSNorm, LlamaRotaryEmbedding with
 rope_type default|linear, rotate_half, apply_rotary_pos_emb, repeat_kv, eager_attention_forward,
-LlamaMLP, LlamaForCausalLM), in float64.
+LlamaMLP, LlamaForCausalLM) and masking_utils.py (sliding_window_overlay: a query sees the keys
+q - window < k <= q; mistral slides in every layer, qwen2 with use_sliding_window from layer
+max_window_layers on, as Qwen2Config's layer_types), in float64.
 
 It writes test/fixtures/model/llama-tiny.json: for each variant a tiny random checkpoint
 (config.json fields, HF tensor names), fixed token ids, and the expected logits.
 Tensors are little-endian float32 in base64. Tests read the fixture; they never run Python.
 
 Regenerate (from the repository root):
-    python3 -m venv /tmp/refvenv && /tmp/refvenv/bin/pip install numpy
-    /tmp/refvenv/bin/python scripts/reference/llama_numpy.py test/fixtures/model/llama-tiny.json
+    python3 -m venv ~/.cache/tessera/venv && ~/.cache/tessera/venv/bin/pip install numpy
+    ~/.cache/tessera/venv/bin/python scripts/reference/llama_numpy.py test/fixtures/model/llama-tiny.json
+Variants draw from one seeded generator in order, so appending a variant leaves the others' bytes
+unchanged.
 """
 import base64
 import json
@@ -59,6 +63,25 @@ def softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def layer_window(cfg, layer):
+    """The sliding window of a layer in tokens, or None for full causal attention."""
+    if cfg["model_type"] == "mistral":
+        return cfg.get("sliding_window")
+    if cfg["model_type"] == "qwen2" and cfg.get("use_sliding_window") and layer >= cfg.get("max_window_layers", 28):
+        return cfg.get("sliding_window")
+    return None
+
+
+def attention_mask(t, window):
+    """Additive [T, T]: -inf where the key is after the query or window or more positions before it."""
+    q = np.arange(t)[:, None]
+    k = np.arange(t)[None, :]
+    visible = k <= q
+    if window is not None:
+        visible &= k > q - window
+    return np.where(visible, 0.0, -np.inf)
+
+
 def forward(cfg, params, input_ids):
     """Logits [B, T, vocab] for unpadded sequences starting at position 0."""
     b, t = input_ids.shape
@@ -68,8 +91,8 @@ def forward(cfg, params, input_ids):
     position_ids = np.broadcast_to(np.arange(t), (b, t))
     cos, sin = rotary_cos_sin(cfg, position_ids)
     cos, sin = cos[:, None], sin[:, None]  # unsqueeze_dim=1 → [B, 1, T, hd]
-    causal = np.triu(np.full((t, t), -np.inf), k=1)
     for i in range(cfg["num_hidden_layers"]):
+        mask = attention_mask(t, layer_window(cfg, i))
         p = f"model.layers.{i}."
         residual = x
         hs = rms_norm(x, params[p + "input_layernorm.weight"], eps)
@@ -81,7 +104,7 @@ def forward(cfg, params, input_ids):
         k = k * cos + rotate_half(k) * sin
         k = repeat_kv(k, h_heads // kv_heads)
         v = repeat_kv(v, h_heads // kv_heads)
-        scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd) + causal
+        scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(hd) + mask
         out = softmax(scores) @ v
         out = out.transpose(0, 2, 1, 3).reshape(b, t, h_heads * hd)
         x = residual + linear(out, params[a + "o_proj.weight"], a + "o_proj", params)
@@ -138,6 +161,9 @@ VARIANTS = {
     "llama": {},
     "llama-linear-rope-tied": {"rope_scaling": {"rope_type": "linear", "factor": 2.0}, "tie_word_embeddings": True},
     "qwen2-bias": {"model_type": "qwen2", "rope_theta": 1000000.0},
+    # Windows of 3 over 7 tokens: most queries lose keys, so a missing or off-by-one mask shows.
+    "mistral-window3": {"model_type": "mistral", "sliding_window": 3},
+    "qwen2-window3-from-layer1": {"model_type": "qwen2", "rope_theta": 1000000.0, "use_sliding_window": True, "sliding_window": 3, "max_window_layers": 1},
 }
 
 

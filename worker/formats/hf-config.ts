@@ -36,8 +36,13 @@ export interface LlamaFamilyConfig {
   /** Bias on o_proj (llama with attention_bias only). */
   oProjBias: boolean;
   mlpBias: boolean;
-  /** Sliding-window attention span in tokens, or null for full attention. */
+  /** Sliding-window attention span in tokens (a query sees itself and the window − 1 tokens before it), or null for full attention. */
   slidingWindow: number | null;
+  /**
+   * Layers with an index below this attend fully and the window applies from here on: qwen2's
+   * max_window_layers; 0 for mistral, whose every layer slides (and for llama, which has no window).
+   */
+  maxWindowLayers: number;
   bosTokenId: number | null;
   eosTokenId: number | number[] | null;
   padTokenId: number | null;
@@ -98,6 +103,13 @@ class ConfigReader {
   bool(key: string, fallback: boolean): boolean {
     const v = this.raw[key] ?? fallback;
     if (typeof v !== 'boolean') return this.fail(key, `must be true or false, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  /** An integer ≥ 0 (a layer count that may be zero). */
+  count(key: string, fallback: number): number {
+    const v = this.raw[key] ?? fallback;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) return this.fail(key, `must be an integer ≥ 0, got ${JSON.stringify(v)}`);
     return v;
   }
 
@@ -172,8 +184,11 @@ export function parseHfConfig(raw: unknown, file = 'config.json'): LlamaFamilyCo
 
   const attentionBias = entry.fixedQkvBias ? false : r.bool('attention_bias', false);
   let slidingWindow: number | null = null;
+  let maxWindowLayers = 0;
   if (modelType === 'qwen2') {
     if (r.bool('use_sliding_window', false)) slidingWindow = r.int('sliding_window', 4096);
+    // transformers' Qwen2Config default; the key only matters when the window is on.
+    maxWindowLayers = r.count('max_window_layers', 28);
   } else if (modelType === 'mistral' && raw.sliding_window !== null) {
     slidingWindow = r.int('sliding_window', 4096);
   }
@@ -183,6 +198,8 @@ export function parseHfConfig(raw: unknown, file = 'config.json'): LlamaFamilyCo
 
   const extra: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(raw)) if (!CONSUMED.has(k)) extra[k] = v;
+  // Interpreted for qwen2 only (maxWindowLayers); other types keep it as an unread extra key.
+  if (modelType === 'qwen2') delete extra.max_window_layers;
 
   return {
     modelType: modelType as ModelType,
@@ -203,6 +220,7 @@ export function parseHfConfig(raw: unknown, file = 'config.json'): LlamaFamilyCo
     oProjBias: attentionBias,
     mlpBias: r.bool('mlp_bias', false),
     slidingWindow,
+    maxWindowLayers,
     bosTokenId: r.tokenId('bos_token_id'),
     eosTokenId,
     padTokenId: r.tokenId('pad_token_id'),
@@ -237,6 +255,7 @@ export function toHfConfigJson(c: LlamaFamilyConfig): Record<string, unknown> {
   if (c.modelType === 'qwen2') {
     out.use_sliding_window = c.slidingWindow !== null;
     out.sliding_window = c.slidingWindow ?? 4096;
+    out.max_window_layers = c.maxWindowLayers;
   } else {
     out.attention_bias = c.oProjBias;
     if (c.modelType === 'mistral') out.sliding_window = c.slidingWindow;

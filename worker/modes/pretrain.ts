@@ -203,6 +203,7 @@ function pretrainConfig(p: Preset, vocabSize: number, sequenceLength: number, to
     oProjBias: false,
     mlpBias: false,
     slidingWindow: null,
+    maxWindowLayers: 0,
     bosTokenId: tok.bosTokenId,
     eosTokenId: tok.eosTokenId,
     padTokenId: tok.padTokenId,

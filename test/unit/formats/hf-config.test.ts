@@ -50,6 +50,16 @@ describe('HF config.json', () => {
     assert.equal(parseHfConfig(tinyConfigJson('qwen2', { use_sliding_window: true, sliding_window: 128 })).slidingWindow, 128);
   });
 
+  it('reads qwen2 max_window_layers (the first sliding layer), keeps it out of extra and writes it back', () => {
+    const c = parseHfConfig(tinyConfigJson('qwen2', { use_sliding_window: true, sliding_window: 128, max_window_layers: 1 }));
+    assert.equal(c.maxWindowLayers, 1);
+    assert.equal('max_window_layers' in c.extra, false);
+    assert.deepEqual(parseHfConfig(JSON.parse(JSON.stringify(toHfConfigJson(c)))), c);
+    assert.equal(parseHfConfig(tinyConfigJson('qwen2')).maxWindowLayers, 28, "transformers' Qwen2Config default");
+    assert.equal(parseHfConfig(sample('mistral-7b-v0.1')).maxWindowLayers, 0, 'mistral slides in every layer');
+    assert.throws(() => parseHfConfig(tinyConfigJson('qwen2', { max_window_layers: -1 })), /max_window_layers must be an integer ≥ 0, got -1/);
+  });
+
   it('defaults num_key_value_heads to the head count and rope_theta to 10000', () => {
     const c = parseHfConfig(tinyConfigJson('llama', { num_key_value_heads: undefined }));
     assert.equal(c.numKeyValueHeads, 4);

@@ -1,6 +1,7 @@
 // The tiny random checkpoints of test/fixtures/model/llama-tiny.json (written by
 // scripts/reference/llama_numpy.py) as model configs and weights, plus small builders.
 import { readFileSync } from 'node:fs';
+import { parseHfConfig } from '../../../worker/formats/hf-config.js';
 import { type LlamaConfig, type WeightTensor } from '../../../worker/model/llama/index.js';
 import * as nn from '../../../worker/onnx/index.js';
 import { SessionCache } from '../../../worker/onnx/session.js';
@@ -30,37 +31,14 @@ function decode(t: RawTensor): WeightTensor {
   return { shape: t.shape, data };
 }
 
-/** HF config.json fields → LlamaConfig (the formats layer does this for real checkpoints). */
-export function fromHfJson(raw: Record<string, unknown>): LlamaConfig {
-  const num = (k: string): number => raw[k] as number;
-  const scaling = raw.rope_scaling as { rope_type: string; factor: number } | null;
-  return {
-    modelType: raw.model_type as string,
-    hiddenSize: num('hidden_size'),
-    intermediateSize: num('intermediate_size'),
-    numHiddenLayers: num('num_hidden_layers'),
-    numAttentionHeads: num('num_attention_heads'),
-    numKeyValueHeads: num('num_key_value_heads'),
-    headDim: num('head_dim'),
-    rmsNormEps: num('rms_norm_eps'),
-    ropeTheta: num('rope_theta'),
-    ropeScaling: scaling ? { type: 'linear', factor: scaling.factor } : null,
-    maxPositionEmbeddings: num('max_position_embeddings'),
-    vocabSize: num('vocab_size'),
-    tieWordEmbeddings: raw.tie_word_embeddings as boolean,
-    qkvBias: raw.model_type === 'qwen2' || raw.attention_bias === true,
-    oProjBias: raw.attention_bias === true,
-    mlpBias: raw.mlp_bias === true,
-  };
-}
-
 const raw = JSON.parse(readFileSync(new URL('../../fixtures/model/llama-tiny.json', import.meta.url), 'utf8')) as RawFixture;
 
 export const inputIds: number[][] = raw.input_ids;
 
 export const variants: Variant[] = Object.entries(raw.variants).map(([name, v]) => ({
   name,
-  config: fromHfJson(v.config),
+  // The formats layer's parser, as for a real checkpoint's config.json.
+  config: parseHfConfig(v.config, `llama-tiny.json variant ${name}`),
   weights: new Map(Object.entries(v.weights).map(([k, t]) => [k, decode(t)])),
   logits: decode(v.logits),
 }));

@@ -1,5 +1,6 @@
 // The graphs against the independent NumPy reference (scripts/reference/llama_numpy.py):
-// training-graph logits, prefill, and prefill followed by step-by-step decoding.
+// training-graph logits, prefill, and prefill followed by step-by-step decoding, for every
+// variant including sliding-window attention (mistral in every layer, qwen2 from a layer on).
 import { strict as assert } from 'node:assert';
 import {
   buildDecodeGraph,
@@ -89,6 +90,41 @@ describe('Llama graphs match the NumPy reference', () => {
         }
         assert.ok(worst < TOL, `max |Δlogits| over decode steps = ${worst}`);
       });
+
+      it('decoding a left-padded batch keeps each row on its own positions, window and padding masked together', async () => {
+        const prefill = await cache.forGraph(buildPrefillGraph(v.config, { weights: v.weights }).graph);
+        const decode = await cache.forGraph(buildDecodeGraph(v.config, { weights: v.weights }).graph);
+        const starts = [3, 2]; // row 1 is one slot of padding behind row 0
+        const vocab = v.config.vocabSize;
+        const rowAt = (r: number, pos: number): Float32Array => v.logits.data.subarray((r * T + pos) * vocab, (r * T + pos + 1) * vocab);
+        const compare = (logits: Float32Array, pos: (r: number) => number): number =>
+          Math.max(...starts.map((_, r) => maxAbsDiff(logits.subarray(r * vocab, (r + 1) * vocab), rowAt(r, pos(r)))));
+        let out = await prefill.run(prefillFeeds(inputIds.map((row, r) => row.slice(0, starts[r]))).feeds);
+        let worst = compare(f32(out.logits, 'logits'), (r) => starts[r]! - 1);
+        for (let step = 0; starts[0]! + step < T; step++) {
+          const pos = (r: number): number => starts[r]! + step;
+          const width = 3 + step + 1;
+          const feeds: Record<string, nn.Tensor> = {
+            input_ids: int64Rows(inputIds.map((row, r) => [row[pos(r)] as number])),
+            position_ids: int64Rows(starts.map((_, r) => [pos(r)])),
+            attention_mask: int64Rows(starts.map((st) => Array.from({ length: width }, (_, j) => (j < 3 - st ? 0 : 1)))),
+          };
+          for (let l = 0; l < v.config.numHiddenLayers; l++) {
+            for (const which of ['key', 'value'] as const) feeds[pastName(l, which)] = out[presentName(l, which)] as nn.Tensor;
+          }
+          out = await decode.run(feeds);
+          worst = Math.max(worst, compare(f32(out.logits, 'logits'), pos));
+        }
+        assert.ok(worst < TOL, `max |Δlogits| over padded decode steps = ${worst}`);
+      });
+
+      if (v.config.slidingWindow !== null && v.config.slidingWindow !== undefined) {
+        it('the same weights without the sliding window give other logits: the window is what the parity checks', async () => {
+          const s = await cache.forGraph(buildPrefillGraph({ ...v.config, slidingWindow: null }, { weights: v.weights }).graph);
+          const diff = maxAbsDiff(f32((await s.run(prefillFeeds(inputIds).feeds)).logits, 'logits'), positionSlice(v.logits, T - 1));
+          assert.ok(diff > 1e-2, `max |Δlogits| without the window = ${diff}`);
+        });
+      }
     });
   }
 });

@@ -154,4 +154,18 @@ describe('graph builder ops against a float64 reference', () => {
       assert.deepEqual(toNumbers(out), Array.from({ length: b * t }, (_, r) => 4 * r * 4 + 6));
     }
   });
+
+  it('arange counts 0…n−1 for a length read from a symbolic axis at run time', async () => {
+    const g = new nn.Graph();
+    const x = g.input('x', 'int64', ['B', 'S']);
+    const n = nn.gather(nn.shapeOf(x), g.constant('int64', [], [1]), 0);
+    const idx = nn.arange(n, 'S');
+    assert.deepEqual(idx.shape, ['S']);
+    g.output(idx, 'i');
+    for (const s of [1, 5]) {
+      const out = (await runGraph(g, { x: nn.tensor('int64', [2, s], new BigInt64Array(2 * s)) })).i as nn.Tensor;
+      assert.deepEqual(toNumbers(out), Array.from({ length: s }, (_, i) => i));
+    }
+    assert.throws(() => nn.arange(g.constant('float32', [], [3]), 3), /Range node \S+: limit \S+ has dtype float32: expected one of int64/);
+  });
 });

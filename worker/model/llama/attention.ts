@@ -4,6 +4,8 @@
 //
 // Masks are additive and built from inputs, never from a fixed T:
 //   causal  — key position > query position (position_ids), so one session serves any T;
+//   window  — (sliding-window layers) key position ≤ query position − window, as transformers'
+//             sliding_window_overlay: a query sees itself and the window − 1 positions before it;
 //   padding — attention_mask 0 entries (HF convention, left padding for batches).
 import * as nn from '../../onnx/index.js';
 import { type LlamaConfig } from './config.js';
@@ -20,11 +22,32 @@ export interface KvCache {
   value: nn.Value;
 }
 
-/** Additive mask [B, 1, 1, T, T]: MASKED where the key comes after the query. */
-export function causalMaskFromPositions(g: nn.Graph, positionIds: nn.Value): nn.Value {
+/**
+ * Additive mask [B, 1, 1, T, T]: MASKED where the key comes after the query and, given a
+ * window, where it lies `window` or more positions before it.
+ */
+export function causalMaskFromPositions(g: nn.Graph, positionIds: nn.Value, window: number | null = null): nn.Value {
   const q = nn.unsqueeze(positionIds, [1, 2, 4]);
   const k = nn.unsqueeze(positionIds, [1, 2, 3]);
-  return nn.where(nn.greater(k, q), g.scalar(MASKED, 'float32'), 0);
+  const masked = g.scalar(MASKED, 'float32');
+  const causal = nn.where(nn.greater(k, q), masked, 0);
+  if (window === null) return causal;
+  return nn.where(nn.greater(nn.sub(q, k), window - 1), masked, causal);
+}
+
+/**
+ * Additive window mask [S] for one new token over a K/V cache of S slots (past + the token,
+ * which sits in the last slot): MASKED on the slots `window` or more before it. Slots count
+ * positions because every row's tokens are contiguous at the end of the cache (left padding,
+ * as prefillFeeds and generate lay them out; transformers' cache_position makes the same
+ * assumption), so padding slots are left to the padding mask.
+ */
+export function cacheWindowMask(g: nn.Graph, attentionMask: nn.Value, window: number): nn.Value {
+  const slots = attentionMask.shape[1];
+  if (slots === undefined) throw new Error(`cacheWindowMask: attention_mask ${attentionMask} must be [B, S]`);
+  const width = nn.gather(nn.shapeOf(attentionMask), g.constant('int64', [], [1]), 0);
+  const slot = nn.arange(width, slots);
+  return nn.where(nn.less(nn.add(slot, window), width), g.scalar(MASKED, 'float32'), 0);
 }
 
 /** Additive mask [B, 1, 1, 1, S] from an int64 attention_mask [B, S] of 1 (attend) and 0 (padding). */

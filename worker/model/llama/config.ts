@@ -9,12 +9,23 @@ export { LINEAR_MODULES, linearShape, type LinearModule, type RopeScaling };
 
 /**
  * The fields of the normalized HF config the graphs read; modelType is any string so tests can
- * build configs by hand (the registry rejects unknown types).
+ * build configs by hand (the registry rejects unknown types). The sliding window is optional
+ * for the same reason: absent means full attention in every layer.
  */
 export type LlamaConfig = Pick<LlamaFamilyConfig,
   'hiddenSize' | 'intermediateSize' | 'numHiddenLayers' | 'numAttentionHeads' | 'numKeyValueHeads' | 'headDim' |
   'rmsNormEps' | 'ropeTheta' | 'ropeScaling' | 'maxPositionEmbeddings' | 'vocabSize' | 'tieWordEmbeddings' |
-  'qkvBias' | 'oProjBias' | 'mlpBias'> & { modelType: string };
+  'qkvBias' | 'oProjBias' | 'mlpBias'> & Partial<Pick<LlamaFamilyConfig, 'slidingWindow' | 'maxWindowLayers'>> & { modelType: string };
+
+/**
+ * The attention window of one layer in tokens, or null when the layer attends to every earlier
+ * position: mistral slides in every layer, qwen2 from maxWindowLayers on (transformers'
+ * layer_types rule).
+ */
+export function layerWindow(c: LlamaConfig, layer: number): number | null {
+  const w = c.slidingWindow ?? null;
+  return w !== null && layer >= (c.maxWindowLayers ?? 0) ? w : null;
+}
 
 /** Full module path of a linear layer, e.g. model.layers.3.self_attn.q_proj (HF and PEFT naming). */
 export const linearPath = linearModulePath;
@@ -45,4 +56,8 @@ export function validateConfig(c: LlamaConfig): void {
   if (c.headDim % 2 !== 0) throw new Error(`llama config: headDim must be even for rotary embeddings, got ${c.headDim}`);
   if (!(c.rmsNormEps > 0)) throw new Error(`llama config: rmsNormEps must be positive, got ${c.rmsNormEps}`);
   if (!(c.ropeTheta > 0)) throw new Error(`llama config: ropeTheta must be positive, got ${c.ropeTheta}`);
+  const w = c.slidingWindow ?? null;
+  if (w !== null && !(Number.isInteger(w) && w > 0)) throw new Error(`llama config: slidingWindow must be a positive integer or null, got ${JSON.stringify(w)}`);
+  const from = c.maxWindowLayers ?? 0;
+  if (!(Number.isInteger(from) && from >= 0)) throw new Error(`llama config: maxWindowLayers must be an integer ≥ 0, got ${JSON.stringify(from)}`);
 }

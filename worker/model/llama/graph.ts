@@ -7,8 +7,8 @@
 // Each is one ORT session run: per-run overhead is per graph, not per layer.
 import { gradients } from '../../autodiff/index.js';
 import * as nn from '../../onnx/index.js';
-import { type LlamaConfig, validateConfig } from './config.js';
-import { attention, causalMaskFromPositions, type KvCache, paddingMask } from './attention.js';
+import { layerWindow, type LlamaConfig, validateConfig } from './config.js';
+import { attention, cacheWindowMask, causalMaskFromPositions, type KvCache, paddingMask } from './attention.js';
 import { mlp } from './mlp.js';
 import { LlamaParams, type ParamOptions } from './params.js';
 import { rmsNorm } from './rmsnorm.js';
@@ -37,12 +37,26 @@ export const gradName = (name: string): string => `grad.${name}`;
 export const presentName = (layer: number, which: 'key' | 'value'): string => `present.${layer}.${which}`;
 export const pastName = (layer: number, which: 'key' | 'value'): string => `past.${layer}.${which}`;
 
+/** The additive attention mask for a window (null: full causal attention). */
+type MaskFor = (window: number | null) => nn.Value;
+
+/** Builds each distinct window's mask once, on first use, so the layers that share a window share its nodes. */
+function masksByWindow(build: MaskFor): MaskFor {
+  const built = new Map<number | null, nn.Value>();
+  return (window) => {
+    let m = built.get(window);
+    if (!m) built.set(window, (m = build(window)));
+    return m;
+  };
+}
+
 /** The decoder blocks between embedding and final norm; returns hidden states and each layer's K/V. */
-function decoderStack(p: LlamaParams, h: nn.Value, angles: RopeAngles, mask: nn.Value, past?: KvCache[]): { h: nn.Value; present: KvCache[] } {
+function decoderStack(p: LlamaParams, h: nn.Value, angles: RopeAngles, maskFor: MaskFor, past?: KvCache[]): { h: nn.Value; present: KvCache[] } {
   const c = p.config;
   const present: KvCache[] = [];
   for (let l = 0; l < c.numHiddenLayers; l++) {
     const normed = rmsNorm(h, p.weight(`model.layers.${l}.input_layernorm.weight`), c.rmsNormEps);
+    const mask = maskFor(layerWindow(c, l));
     const att = attention(p, l, { x: normed, angles, mask, ...(past ? { past: past[l] as KvCache } : {}) });
     h = nn.add(h, att.y);
     h = nn.add(h, mlp(p, l, rmsNorm(h, p.weight(`model.layers.${l}.post_attention_layernorm.weight`), c.rmsNormEps)));
@@ -85,7 +99,7 @@ export function buildTrainingGraph(c: LlamaConfig, opts: TrainingGraphOptions): 
   const weights = g.input('loss_weights', 'float32', ['B', 'T']);
 
   const angles = ropeAngles(g, c, positions, positionsLimit(c, opts));
-  const { h } = decoderStack(p, nn.gather(p.weight(EMBED), ids, 0), angles, causalMaskFromPositions(g, positions));
+  const { h } = decoderStack(p, nn.gather(p.weight(EMBED), ids, 0), angles, masksByWindow((w) => causalMaskFromPositions(g, positions, w)));
   const logits = lmHead(p, h);
   const logProb = nn.reduceSum(nn.mul(nn.logSoftmax(logits, -1), nn.oneHot(targets, c.vocabSize, 'float32')), [-1]);
   const loss = nn.neg(nn.reduceSum(nn.mul(logProb, weights)));
@@ -111,9 +125,10 @@ export function buildPrefillGraph(c: LlamaConfig, opts: GraphOptions = {}): Llam
   const p = new LlamaParams(g, c, opts);
   const { ids, positions } = tokenInputs(g, 'T');
   const attentionMask = g.input('attention_mask', 'int64', ['B', 'T']);
-  const mask = nn.add(causalMaskFromPositions(g, positions), paddingMask(attentionMask));
+  const padding = paddingMask(attentionMask);
+  const maskFor = masksByWindow((w) => nn.add(causalMaskFromPositions(g, positions, w), padding));
   const angles = ropeAngles(g, c, positions, positionsLimit(c, opts));
-  const { h, present } = decoderStack(p, nn.gather(p.weight(EMBED), ids, 0), angles, mask);
+  const { h, present } = decoderStack(p, nn.gather(p.weight(EMBED), ids, 0), angles, maskFor);
   const last = nn.gather(h, g.constant('int64', [], [-1]), 1); // [B, hidden]
   g.output(lmHead(p, last), 'logits');
   outputCache(g, present);
@@ -124,7 +139,8 @@ export function buildPrefillGraph(c: LlamaConfig, opts: GraphOptions = {}): Llam
  * Inputs: input_ids, position_ids [B, 1]; attention_mask [B, P+1] over cache and new token;
  * pastName(l, key|value) [B, kvHeads, P, headDim]. Outputs: logits [B, vocab] and
  * presentName(l, …) [B, kvHeads, P+1, headDim]. All past entries precede the new token, so
- * only padding needs masking.
+ * only padding needs masking, and in sliding-window layers the entries older than the window.
+ * The cache keeps every position (as transformers' DynamicCache does); the window only masks.
  */
 export function buildDecodeGraph(c: LlamaConfig, opts: GraphOptions = {}): LlamaGraph {
   validateConfig(c);
@@ -139,7 +155,9 @@ export function buildDecodeGraph(c: LlamaConfig, opts: GraphOptions = {}): Llama
   // 'P+1' is the symbol Concat gives the grown cache axis, so the mask broadcasts against it.
   const attentionMask = g.input('attention_mask', 'int64', ['B', 'P+1']);
   const angles = ropeAngles(g, c, positions, positionsLimit(c, opts));
-  const { h, present } = decoderStack(p, nn.gather(p.weight(EMBED), ids, 0), angles, paddingMask(attentionMask), past);
+  const padding = paddingMask(attentionMask);
+  const maskFor = masksByWindow((w) => (w === null ? padding : nn.add(padding, cacheWindowMask(g, attentionMask, w))));
+  const { h, present } = decoderStack(p, nn.gather(p.weight(EMBED), ids, 0), angles, maskFor, past);
   g.output(lmHead(p, nn.squeeze(h, [1])), 'logits');
   outputCache(g, present);
   return { graph: g, wrt: [] };

@@ -1,5 +1,5 @@
 // Ops that move or view data without arithmetic: Reshape, Transpose, Unsqueeze, Squeeze,
-// Concat, Slice, Expand, Pad, Shape.
+// Concat, Slice, Expand, Pad, Shape, and Range (index vectors for masks).
 import { GraphError, type Value } from '../graph.js';
 import { broadcastShapes, type Dim, dimsEqual, divideDim, formatShape, isStatic, normAxes, normAxis, productDim, type Shape } from '../shape.js';
 import { expectDType, expectSameDType } from './common.js';
@@ -153,6 +153,19 @@ export function reshapeLike(x: Value, like: Value): Value {
 /** Number of elements of x as an int64 scalar, read at run time. */
 export function sizeOf(x: Value): Value {
   return x.graph.addNode('Size', [x], {}, () => [{ dtype: 'int64', shape: [] }])[0] as Value;
+}
+
+/**
+ * [0, 1, …, n − 1] for an int64 scalar n known only at run time (ONNX Range); `length` is the
+ * output's dim, usually the symbol of the axis n was read from, so the result broadcasts with it.
+ */
+export function arange(n: Value, length: Dim): Value {
+  const g = n.graph;
+  return g.addNode('Range', [g.scalar(0, 'int64'), n, g.scalar(1, 'int64')], {}, (where) => {
+    expectDType(where, 'limit', n, ['int64']);
+    if (n.rank !== 0) throw new GraphError(`${where}: limit ${n} must be a scalar`);
+    return [{ dtype: 'int64', shape: [length] }];
+  })[0] as Value;
 }
 
 export function shapeOf(x: Value): Value {
