@@ -1,18 +1,12 @@
 // The operator on a real control plane: apply a resource, get its children, watch real worker
 // processes report through the authenticated status hub into .status, delete, get cleaned up.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CustomObjectsApi, type V1Deployment, type V1Job } from '@kubernetes/client-node';
-import { pino } from 'pino';
-import { createKubeStatusHub, type StatusHub } from '../../../operator/status/index.js';
-import { hubCredentials, TlsStore } from '../../../operator/tls/index.js';
-import { Manager } from '../../../operator/manager/manager.js';
-import { repoRoot } from '../../cluster/paths.js';
+import { type V1Deployment, type V1Job } from '@kubernetes/client-node';
 import { waitFor } from '../../cluster/probe.js';
 import { session } from '../../cluster/session.js';
-import { clients, deleteNamespace, freshNamespace } from '../helpers.js';
+import { clients } from '../helpers.js';
+import { condition, startOperator, type OperatorFixture } from './fixture.js';
 import { MODULES, writeAdapters } from '../../unit/compress/fixtures.js';
 import { randomAdapters } from '../../unit/compress/builders.js';
 import { readJdBundle } from '../../../worker/formats/jd-bundle.js';
@@ -21,43 +15,19 @@ type Obj = { metadata: { generation?: number }; status?: { revision?: string; bu
 
 describe('the operator on the local control plane', function () {
   this.timeout(240_000);
+  let op: OperatorFixture;
   let ns: string;
-  let hub: StatusHub;
-  let manager: Manager;
-  let stopTls: () => void;
   let data: string;
-  const custom = () => session().kubeConfig.makeApiClient(CustomObjectsApi);
-  const get = async (plural: string, name: string) => (await custom().getNamespacedCustomObject({ group: 'tessera.dev', version: 'v1alpha1', namespace: ns, plural, name })) as Obj;
-  const condition = (o: Obj, type: string) => o.status?.conditions?.find((c) => c.type === type);
+  const get = async (plural: string, name: string) => (await op.get(plural, name)) as unknown as Obj;
 
   before(async function () {
     if (session().kind !== 'local') this.skip();
-    const crds = await session().kubectl(['apply', '--server-side', '-f', join(repoRoot, 'crds')]);
-    assert.equal(crds.code, 0, crds.stderr);
-    ns = await freshNamespace('operator');
-    data = mkdtempSync(join(tmpdir(), 'tessera-data-'));
-    for (const dir of ['models/tiny', 'data', 'out', 'adapters/a', 'bundles']) mkdirSync(join(data, dir), { recursive: true });
-    const logger = pino({ level: process.env.TESSERA_TEST_VERBOSE ? 'debug' : 'silent' });
-    const kubeConfig = session().kubeConfig;
-    const tlsOptions = { kubeConfig, namespace: ns, names: { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }, caNamespaces: [] };
-    const creds = await hubCredentials({ ...tlsOptions, logger });
-    stopTls = creds.stop;
-    const material = await new TlsStore(tlsOptions).ensure();
-    hub = createKubeStatusHub({ kubeConfig, logger, patchIntervalMs: 200 });
-    const port = await hub.listen('127.0.0.1:0', creds.credentials);
-    manager = new Manager({
-      kubeConfig, logger, caBundlePem: material.caBundlePem,
-      settings: { image: 'ghcr.io/tessera-dev/tessera:test', statusAddress: `127.0.0.1:${port}`, caConfigMap: 'tessera-ca', tokenAudience: 'tessera.dev' },
-    });
-    await manager.start();
+    op = await startOperator('operator');
+    ({ ns, data } = op);
   });
 
   after(async () => {
-    await manager?.stop();
-    await hub?.close();
-    stopTls?.();
-    if (ns) await deleteNamespace(ns);
-    if (data) rmSync(data, { recursive: true, force: true });
+    await op?.stop();
   });
 
   const sft = (name: string) => ({
@@ -186,11 +156,14 @@ describe('the operator on the local control plane', function () {
     assert.equal(deployment?.spec?.template.spec?.containers[0]?.resources?.limits?.['nvidia.com/gpu'], '1');
     assert.equal(deployment?.spec?.template.spec?.containers[0]?.readinessProbe?.httpGet?.path, '/health');
     let obj: Obj | undefined;
-    await waitFor('LoRAServer status with endpoint and replica counts', async () => {
+    await waitFor('the LoRAServer Ready with its replica serving', async () => {
       obj = await get('loraservers', 'api');
-      return obj.status?.endpoint !== undefined && obj.status.observedGeneration === obj.metadata.generation;
-    }, 30_000);
+      return condition(obj, 'Ready')?.status === 'True' && obj.status?.observedGeneration === obj.metadata.generation;
+    }, 90_000);
     assert.equal(obj!.status?.endpoint, `http://api.${ns}.svc:8000/v1`);
-    assert.equal(condition(obj!, 'Ready')?.status, 'False', 'the serving engine does not exist yet, so no replica is ready');
+    assert.equal(obj!.status?.readyReplicas, 1);
+    const [pod] = (await clients().core.listNamespacedPod({ namespace: ns, labelSelector: 'tessera.dev/name=api' })).items;
+    const models = await (await fetch(`http://${pod?.status?.podIP}:8000/v1/models`)).json() as { data: { id: string }[] };
+    assert.deepEqual(models.data.map((m) => m.id), ['api'], 'the base model alone: no AdapterCluster, no raw adapters');
   });
 });

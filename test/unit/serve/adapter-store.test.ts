@@ -73,7 +73,7 @@ describe('serve: adapter store', function () {
     const bad = await bundle('pool', 2, 'a', 5);
     const weights = join(bad.uri, JD_WEIGHTS);
     const bytes = await fsp.readFile(weights);
-    bytes[bytes.length - 1] ^= 0xff;
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 1) ^ 0xff, bytes.length - 1);
     await fsp.writeFile(weights, bytes);
     await assert.rejects(store.load({ revision: 'set2', bundles: [bad] }), new RegExp(`bundle of AdapterCluster pool at ${bad.uri}: bundle\\.safetensors has sha256 [0-9a-f]{64}, expected ${bad.sha256}`));
     assert.equal(store.activeRevision, 'set1');
