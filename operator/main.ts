@@ -1,7 +1,6 @@
 #!/usr/bin/env node
-// tessera-operator: flags, structured logs, probe and metrics endpoints, signal handling.
-// The controllers, the gRPC status hub and leader election are not wired in yet; until they
-// are, the process says so in its logs instead of pretending to reconcile.
+// tessera-operator: flags, structured logs, probe and metrics endpoints, signal handling; the
+// controllers, the gRPC status hub and leader election start in run-controllers.ts.
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';

@@ -1,5 +1,6 @@
 // Starts what the operator is for: the status hub (with its TLS) and the manager running the
-// three controllers. Kept out of main.ts so the entry point stays flags, endpoints and signals.
+// three controllers. With leader election only the leader takes worker streams, since its
+// controllers send the directives. Kept out of main.ts so the entry point stays flags, endpoints and signals.
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
@@ -66,7 +67,8 @@ export async function startControllers(options: ControllerOptions): Promise<Runn
     caBundlePem = (await new TlsStore(tlsOptions).ensure()).caBundlePem;
   }
 
-  const hub: StatusHub = createKubeStatusHub({ kubeConfig, logger, registry: options.registry });
+  let leading = !options.leaderElect;
+  const hub: StatusHub = createKubeStatusHub({ kubeConfig, logger, registry: options.registry, accepting: () => leading });
   const port = await hub.listen(`${options.grpcHost ?? '0.0.0.0'}:${options.grpcPort}`, credentials);
   logger.info({ port }, 'status hub listening');
 
@@ -84,7 +86,6 @@ export async function startControllers(options: ControllerOptions): Promise<Runn
     },
   });
   let elector: LeaderElector | undefined;
-  let leading = !options.leaderElect;
   if (options.leaderElect) {
     elector = new LeaderElector(new RestClient(kubeConfig), { namespace, name: 'tessera-operator-leader', releaseOnCancel: true }, {
       onStartedLeading: () => {

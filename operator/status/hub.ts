@@ -25,6 +25,12 @@ export interface StatusHubOptions {
   /** How long send() waits for a DirectiveAck by default (default 30 s). */
   directiveTimeoutMs?: number;
   clock?: Clock;
+  /**
+   * Whether this replica takes worker streams now (default: always). With leader election only
+   * the leader does: directives come from its controllers, so a worker must be connected to it.
+   * The others answer UNAVAILABLE and the worker retries, through the Service, until it lands there.
+   */
+  accepting?: () => boolean;
 }
 
 /** Where a directive goes: one pod, or the single connected pod of an object. */
@@ -169,6 +175,12 @@ export class StatusHub {
     // Reports that arrive before authentication finishes wait in the stream's buffer.
     call.pause();
     const peer = call.getPeer();
+    if (this.options.accepting && !this.options.accepting()) {
+      this.rejectedTotal.inc({ code: grpc.status[grpc.status.UNAVAILABLE] });
+      this.options.logger.debug({ peer }, 'status stream refused: not the leader');
+      this.fail(call, grpc.status.UNAVAILABLE, 'this operator replica is not the leader; reconnect to reach the leader');
+      return;
+    }
     const token = bearerToken(call.metadata.get('authorization'));
     this.options.authenticator.authenticate(token).then(
       (caller) => this.accept(call, caller, token),

@@ -29,6 +29,8 @@ export interface KubeStatusHubOptions {
   /** TokenReview cache lifetime; at most 30 s. */
   authCacheTtlMs?: number;
   patchIntervalMs?: number;
+  /** See StatusHubOptions.accepting. */
+  accepting?: () => boolean;
 }
 
 /** A hub that authenticates with TokenReview + ownerReferences and patches /status. */
@@ -44,5 +46,6 @@ export function createKubeStatusHub(options: KubeStatusHubOptions): StatusHub {
     logger: options.logger,
     registry: options.registry,
     patchIntervalMs: options.patchIntervalMs,
+    accepting: options.accepting,
   });
 }

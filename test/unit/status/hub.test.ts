@@ -138,3 +138,28 @@ describe('the status hub re-checking open streams', () => {
     }
   });
 });
+
+describe('the status hub on a standby replica', () => {
+  it('refuses streams with UNAVAILABLE until this replica leads, then takes them', async () => {
+    const sink = new RecordingSink();
+    let leading = false;
+    const hub = new StatusHub({
+      authenticator: stubAuthenticator({ 'token-a': callerFor(objectRef('a')) }), sink, logger: quietLogger, patchIntervalMs: 50, accepting: () => leading,
+    });
+    const address = `127.0.0.1:${await hub.listen('127.0.0.1:0', grpc.ServerCredentials.createInsecure())}`;
+    try {
+      const refused = rawStream(address, 'token-a');
+      const status = await refused.status;
+      refused.close();
+      assert.equal(status.code, grpc.status.UNAVAILABLE);
+      assert.match(status.details, /not the leader/);
+      leading = true;
+      const taken = rawStream(address, 'token-a');
+      taken.call.write({ seq: 1, object: objectRef('a'), pod: 'a-pod', unixMs: 0, body: 'heartbeat', heartbeat: {} } satisfies WorkerReport);
+      await eventually('the stream to be taken', () => hub.connectedPods(objectRef('a')).join() === 'a-pod');
+      taken.close();
+    } finally {
+      await hub.close(1000);
+    }
+  });
+});
