@@ -177,11 +177,27 @@ function features(results: readonly SlotResult[], n: number): Float64Array[] {
   });
 }
 
-/** Lloyd's k-means with k-means++ seeding (seeded, so runs are reproducible). */
-export function kmeans(points: readonly Float64Array[], k: number, seed: number, iterations = 50): number[] {
+/**
+ * Lloyd's k-means with k-means++ seeding, restarted `restarts` times from different seeds and the
+ * lowest within-cluster sum of squares kept (as scikit-learn's n_init does): one k-means++ draw
+ * can put two centres in one group, and Lloyd's iterations never leave that local minimum — the
+ * clustering rounds after it then start from a wrong grouping they cannot repair either. Seeded,
+ * so runs are reproducible.
+ */
+export function kmeans(points: readonly Float64Array[], k: number, seed: number, iterations = 50, restarts = 10): number[] {
+  let best: { labels: number[]; inertia: number } | undefined;
+  for (let t = 0; t < restarts; t++) {
+    const run = lloyd(points, k, seed + 7919 * t, iterations);
+    if (!best || run.inertia < best.inertia - 1e-12) best = run;
+  }
+  return best?.labels ?? [];
+}
+
+const dist2 = (a: Float64Array, b: Float64Array): number => a.reduce((s, x, j) => s + (x - b[j]!) ** 2, 0);
+
+function lloyd(points: readonly Float64Array[], k: number, seed: number, iterations: number): { labels: number[]; inertia: number } {
   const rand = uniform(seed);
   const n = points.length;
-  const dist2 = (a: Float64Array, b: Float64Array): number => a.reduce((s, x, j) => s + (x - b[j]!) ** 2, 0);
   const centres: Float64Array[] = [Float64Array.from(points[Math.floor(rand() * n)]!)];
   while (centres.length < k) {
     const d = points.map((p) => Math.min(...centres.map((c) => dist2(p, c))));
@@ -191,13 +207,14 @@ export function kmeans(points: readonly Float64Array[], k: number, seed: number,
     while (idx < n - 1 && pick > d[idx]!) pick -= d[idx++]!;
     centres.push(Float64Array.from(points[idx]!));
   }
+  const nearest = (p: Float64Array): number => {
+    let best = 0;
+    for (let c = 1; c < k; c++) if (dist2(p, centres[c]!) < dist2(p, centres[best]!)) best = c;
+    return best;
+  };
   let labels = new Array<number>(n).fill(-1);
   for (let it = 0; it < iterations; it++) {
-    const next = points.map((p) => {
-      let best = 0;
-      for (let c = 1; c < k; c++) if (dist2(p, centres[c]!) < dist2(p, centres[best]!)) best = c;
-      return best;
-    });
+    const next = points.map(nearest);
     if (next.every((x, i) => x === labels[i])) break;
     labels = next;
     for (let c = 0; c < k; c++) {
@@ -206,5 +223,6 @@ export function kmeans(points: readonly Float64Array[], k: number, seed: number,
       centres[c] = mine[0]!.map((_, j) => mine.reduce((s, p) => s + p[j]!, 0) / mine.length);
     }
   }
-  return labels;
+  const inertia = points.reduce((s, p, i) => s + dist2(p, centres[labels[i]!]!), 0);
+  return { labels, inertia };
 }

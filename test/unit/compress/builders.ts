@@ -49,14 +49,19 @@ function diagMatrix(r: number, value: () => number): Float32Array {
   return out;
 }
 
-/** Adapters drawn around `clusters` centres: each is its centre's basis with its own small core. */
-export function clusteredAdapters(n: number, clusters: number, m: number, k: number, r: number, seed = 3): { adapters: SlotFactors[]; labels: number[] } {
+/**
+ * Adapters drawn around `clusters` centres: each is its centre's basis with its own small core
+ * (diagonal with `diagonal`, the structure JD-Diag represents) and a little noise on B.
+ */
+export function clusteredAdapters(n: number, clusters: number, m: number, k: number, r: number, seed = 3, opts: { diagonal?: boolean } = {}): { adapters: SlotFactors[]; labels: number[] } {
   const centres = Array.from({ length: clusters }, (_, c) => ({ u: gaussianArray(m * r, seed + 100 * c), vt: gaussianArray(r * k, seed + 100 * c + 1) }));
   const labels = Array.from({ length: n }, (_, i) => i % clusters);
+  const rand = uniform(seed + 7);
   const adapters = labels.map((c, i) => {
     const centre = centres[c] as { u: Float32Array; vt: Float32Array };
     const noise = gaussianArray(m * r, seed + 5000 + i, 0.05);
-    const B = mm(centre.u, gaussianArray(r * r, seed + 9000 + i), m, r, r).map((x, j) => x + (noise[j] as number));
+    const core = opts.diagonal ? diagMatrix(r, () => 0.5 + rand()) : gaussianArray(r * r, seed + 9000 + i);
+    const B = mm(centre.u, core, m, r, r).map((x, j) => x + (noise[j] as number));
     return { A: Float32Array.from(centre.vt), B, rank: r, scaling: 1 };
   });
   return { adapters, labels };
