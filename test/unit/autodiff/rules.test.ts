@@ -31,6 +31,7 @@ const cases: GradCase[] = [
   { name: 'Cast float64 to float32 and back passes the gradient through', inputs: { a: [4] }, build: ({ a }) => nn.cast(nn.cast(a!, 'float32'), 'float64'), step: 1e-2, tol: 1e-5 },
   { name: 'MatMul of batched operands with broadcast batch dims', inputs: { a: [2, 1, 3, 4], b: [3, 4, 2] }, build: ({ a, b }) => nn.matmul(a!, b!) },
   { name: 'MatMul of a batch by a shared matrix', inputs: { a: [2, 3, 4], b: [4, 5] }, build: ({ a, b }) => nn.matmul(a!, b!) },
+  { name: 'MatMul of a rank-4 batch by a shared matrix (its gradient sums over every leading index)', inputs: { a: [2, 2, 3, 4], b: [4, 5] }, build: ({ a, b }) => nn.matmul(a!, b!) },
   { name: 'MatMul of a vector by a batched matrix', inputs: { a: [4], b: [2, 4, 3] }, build: ({ a, b }) => nn.matmul(a!, b!) },
   { name: 'MatMul of a matrix by a vector', inputs: { a: [3, 4], b: [4] }, build: ({ a, b }) => nn.matmul(a!, b!) },
   { name: 'MatMul of two vectors', inputs: { a: [4], b: [4] }, build: ({ a, b }) => nn.matmul(a!, b!) },
