@@ -46,7 +46,7 @@ export class LocalControlPlane {
     const processes: ManagedProcess[] = [];
     const plane = new LocalControlPlane(dir, pki, apiPort, kubeconfigPath, processes);
     const startComponent = (name: string, args: string[]): ManagedProcess => {
-      const proc = new ManagedProcess({ name, command: toolPath(name as Parameters<typeof toolPath>[0]), args, logFile: join(logDir, `${name}.log`) });
+      const proc = new ManagedProcess({ name, command: toolPath(name as Parameters<typeof toolPath>[0]), args, logFile: join(logDir, `${name}.log`), runDir: dir });
       processes.push(proc);
       void proc.wait().then(({ code, signal }) => {
         if (!plane.stopping) log(`${name} exited (code ${code}, signal ${signal}); see ${proc.logFile}`);

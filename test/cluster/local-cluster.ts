@@ -7,6 +7,7 @@ import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { ensureBinaries } from './binaries.js';
 import { LocalControlPlane } from './control-plane.js';
 import { ProcessNode } from './node/process-node.js';
+import { startReaper, type Reaper } from './reaper.js';
 import { freePort } from './ports.js';
 import { waitFor } from './probe.js';
 import { repoRoot } from './paths.js';
@@ -23,7 +24,13 @@ export class LocalCluster implements ClusterSession {
   readonly kind = 'local' as const;
   readonly kubeConfig: KubeConfig;
 
-  private constructor(readonly dir: string, readonly plane: LocalControlPlane, readonly node: ProcessNode, private readonly ownsDir: boolean) {
+  private constructor(
+    readonly dir: string,
+    readonly plane: LocalControlPlane,
+    readonly node: ProcessNode,
+    private readonly ownsDir: boolean,
+    private readonly reaper: Reaper,
+  ) {
     this.kubeConfig = new KubeConfig();
     this.kubeConfig.loadFromFile(plane.kubeconfigPath);
   }
@@ -49,7 +56,15 @@ export class LocalCluster implements ClusterSession {
     const log = options.log ?? (() => undefined);
     await ensureBinaries((m) => log(m));
     const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'tessera-cluster-')));
-    const plane = await LocalControlPlane.start({ dir, log: (m) => log(m) });
+    // Started first, so nothing of the run can outlive a harness that is killed while starting.
+    const reaper = startReaper(dir);
+    let plane: LocalControlPlane;
+    try {
+      plane = await LocalControlPlane.start({ dir, log: (m) => log(m) });
+    } catch (err) {
+      reaper.stop();
+      throw err;
+    }
     let node: ProcessNode | undefined;
     try {
       const kubeConfig = new KubeConfig();
@@ -58,6 +73,7 @@ export class LocalCluster implements ClusterSession {
         kubeConfig,
         gpus: options.gpus ?? 2,
         dir: join(dir, 'node'),
+        runDir: dir,
         repoRoot,
         apiServerHost: '127.0.0.1',
         apiServerPort: plane.apiServerPort,
@@ -67,13 +83,14 @@ export class LocalCluster implements ClusterSession {
         log,
       });
       await node.start();
-      const cluster = new LocalCluster(dir, plane, node, options.dir === undefined);
+      const cluster = new LocalCluster(dir, plane, node, options.dir === undefined, reaper);
       await cluster.waitUntilUsable();
       log('cluster ready', { kubeconfig: plane.kubeconfigPath });
       return cluster;
     } catch (err) {
       await node?.stop();
       await plane.stop();
+      reaper.stop();
       throw err;
     }
   }
@@ -102,6 +119,7 @@ export class LocalCluster implements ClusterSession {
     await waitFor('every cluster process to exit', async () => leaked().length === 0, 5000, 100).catch(() => {
       throw new Error(`processes outlived the local cluster: ${leaked().join(', ')}`);
     });
+    this.reaper.stop();
     if (this.ownsDir && !process.env.TESSERA_KEEP_CLUSTER_DIR) await rm(this.dir, { recursive: true, force: true });
   }
 }

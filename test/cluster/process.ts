@@ -3,25 +3,49 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 
+/**
+ * Every process a run starts (control plane components, pod processes, what they fork) carries
+ * this variable, set to the run's folder: a pod's command line need not name the folder, so the
+ * CI leak check and the reaper (reaper.ts) find a run's processes by their environment instead.
+ */
+export const RUN_ENV = 'TESSERA_CLUSTER_RUN';
+
 const live = new Set<ChildProcess>();
+/** Process groups started elsewhere in the harness (pod containers) that must die with it too. */
+const groups = new Set<number>();
 let exitHookInstalled = false;
 
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   // 'exit' handlers must be synchronous: signal whole process groups and let the kernel do the rest.
+  // A harness killed by a signal never gets here; the reaper covers that case.
   process.on('exit', () => {
     for (const child of live) killGroup(child, 'SIGKILL');
+    for (const pgid of groups) signalGroup(pgid, 'SIGKILL');
   });
 }
 
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
+function signalGroup(pgid: number, signal: NodeJS.Signals): void {
   try {
-    process.kill(-child.pid, signal);
+    process.kill(-pgid, signal);
   } catch {
     // the whole group is already gone
   }
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid !== undefined) signalGroup(child.pid, signal);
+}
+
+/** Registers a process group (a detached child's pid) to be SIGKILLed if the harness exits first. */
+export function trackProcessGroup(pgid: number): void {
+  installExitHook();
+  groups.add(pgid);
+}
+
+export function untrackProcessGroup(pgid: number): void {
+  groups.delete(pgid);
 }
 
 export interface ManagedProcessOptions {
@@ -31,6 +55,8 @@ export interface ManagedProcessOptions {
   logFile: string;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** The run's folder, exported as RUN_ENV so leak checks can find the process. */
+  runDir?: string;
 }
 
 export class ManagedProcess {
@@ -48,7 +74,7 @@ export class ManagedProcess {
     // detached puts the child in its own process group, so stop() reaches its descendants too.
     this.child = spawn(options.command, options.args, {
       cwd: options.cwd,
-      env: options.env ?? process.env,
+      env: { ...(options.env ?? process.env), ...(options.runDir ? { [RUN_ENV]: options.runDir } : {}) },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });

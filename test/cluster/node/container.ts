@@ -5,6 +5,7 @@ import { createWriteStream } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { trackProcessGroup, untrackProcessGroup } from '../process.js';
 
 export interface Mount {
   source: string;
@@ -92,6 +93,16 @@ export class ContainerProcess {
     const log = createWriteStream(logFile, { flags: 'a' });
     const child = spawn(argv0, argvRest, { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     proc.child = child;
+    const pgid = child.pid;
+    if (pgid !== undefined) {
+      trackProcessGroup(pgid);
+      // A container's processes end with its main process, as its PID namespace would make them;
+      // a forked helper holding stdout open would otherwise also delay 'close' indefinitely.
+      child.on('exit', () => {
+        proc.signal('SIGKILL');
+        untrackProcessGroup(pgid);
+      });
+    }
     child.stdout?.pipe(log, { end: false });
     child.stderr?.pipe(log, { end: false });
     let spawnError: Error | undefined;

@@ -3,6 +3,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import { RUN_ENV } from '../process.js';
 import type { NodeApi } from './api.js';
 import { ContainerProcess, type Mount, type Terminated } from './container.js';
 import { containerEnv, EnvError, expand } from './env.js';
@@ -24,6 +25,8 @@ export interface PodRunnerContext {
   backoff: { initialMs: number; maxMs: number };
   /** Every container process group started, so the harness can prove none outlives it. */
   started(pid: number): void;
+  /** The run's folder, exported to every container process as RUN_ENV so leak checks see it. */
+  runDir: string;
   /** Writes the container's /etc/hosts (Service names → endpoint pod IPs) and returns its path. */
   hostsFile(file: string, podIP: string, hostname: string): Promise<string>;
   log(message: string, fields?: Record<string, unknown>): void;
@@ -195,6 +198,7 @@ export class PodRunner {
       { api: this.ctx.api, pod: this.pod, podIP: this.podIP, hostIP: this.ctx.hostIP, apiServerHost: this.ctx.apiServerHost, apiServerPort: this.ctx.apiServerPort },
       slot.spec,
     );
+    env[RUN_ENV] = this.ctx.runDir;
     const cwd = slot.spec.workingDir ?? command.defaultCwd ?? this.podDir;
     const mounts = this.mountsFor(slot.spec);
     if (this.ctx.mountNamespaces) {

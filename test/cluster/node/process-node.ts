@@ -22,6 +22,8 @@ export interface ProcessNodeOptions {
   gpus?: number;
   /** Folder for pod sandboxes (volumes, logs) and claim folders. */
   dir: string;
+  /** The run's folder, exported to pod processes as RUN_ENV (process.ts); `dir` by default. */
+  runDir?: string;
   repoRoot: string;
   apiServerHost: string;
   apiServerPort: number;
@@ -157,6 +159,7 @@ export class ProcessNode {
         claimPath: (ns, claim) => this.claimPath(ns, claim),
         backoff: this.options.backoff ?? { initialMs: 1000, maxMs: 20_000 },
         started: (pid) => this.startedPids.add(pid),
+        runDir: this.options.runDir ?? this.options.dir,
         hostsFile: (file, podIP, hostname) => this.dns.write(file, podIP, hostname),
         log: this.log,
       });
