@@ -106,7 +106,7 @@ export class NodeApi {
   }
 
   /** TokenRequest for a pod-bound token, as the kubelet mints projected serviceAccountToken volumes. */
-  async requestToken(pod: V1Pod, audience: string | undefined, expirationSeconds: number): Promise<{ token: string; expiresAt: Date }> {
+  async requestToken(pod: V1Pod, audience: string | undefined, expirationSeconds: number): Promise<{ token: string; expiresAt: Date; lifetimeSeconds: number }> {
     const namespace = pod.metadata?.namespace ?? '';
     const result = await this.core.createNamespacedServiceAccountToken({
       name: pod.spec?.serviceAccountName ?? 'default',
@@ -123,6 +123,8 @@ export class NodeApi {
     });
     const token = result.status?.token;
     if (!token) throw new Error(`TokenRequest for ${namespace}/${pod.spec?.serviceAccountName ?? 'default'} returned no token`);
-    return { token, expiresAt: new Date(result.status?.expirationTimestamp ?? Date.now() + expirationSeconds * 1000) };
+    // The granted lifetime is in the response's spec: the apiserver caps it at --service-account-max-token-expiration.
+    const lifetimeSeconds = result.spec?.expirationSeconds ?? expirationSeconds;
+    return { token, expiresAt: new Date(result.status?.expirationTimestamp ?? Date.now() + lifetimeSeconds * 1000), lifetimeSeconds };
   }
 }

@@ -3,6 +3,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import type { Clock } from '../../../operator/runtime/clock.js';
 import { RUN_ENV } from '../process.js';
 import type { NodeApi } from './api.js';
 import { ContainerProcess, type Mount, type Terminated } from './container.js';
@@ -27,6 +28,7 @@ export interface PodRunnerContext {
   started(pid: number): void;
   /** The run's folder, exported to every container process as RUN_ENV so leak checks see it. */
   runDir: string;
+  clock: Clock;
   /** Writes the container's /etc/hosts (Service names → endpoint pod IPs) and returns its path. */
   hostsFile(file: string, podIP: string, hostname: string): Promise<string>;
   log(message: string, fields?: Record<string, unknown>): void;
@@ -55,7 +57,8 @@ export class PodRunner {
   private readonly init: Slot[];
   private readonly containers: Slot[];
   private terminating = false;
-  private readonly timers: NodeJS.Timeout[] = [];
+  /** What to cancel when the pod stops: the deadline timer, token refreshes. */
+  private readonly cancels: (() => void)[] = [];
   private volumes = new Map<string, string>();
   private statusDirty = false;
   private statusWriting: Promise<void> | undefined;
@@ -113,7 +116,7 @@ export class PodRunner {
     if (deadline !== undefined) {
       const timer = setTimeout(() => void this.deadlineExceeded(deadline), deadline * 1000);
       timer.unref();
-      this.timers.push(timer);
+      this.cancels.push(() => clearTimeout(timer));
     }
     if (!(await this.setUp())) return;
     for (const slot of this.init) {
@@ -135,7 +138,8 @@ export class PodRunner {
         this.volumes = await prepareVolumes({
           api: this.ctx.api, pod: this.pod, podDir: this.podDir, podIP: this.podIP, hostIP: this.ctx.hostIP,
           claimPath: (ns, claim) => this.ctx.claimPath(ns, claim),
-          onTimer: (t) => this.timers.push(t),
+          clock: this.ctx.clock,
+          onStop: (cancel) => this.cancels.push(cancel),
           log: (m, f) => this.ctx.log(m, { pod: this.key, ...f }),
         });
         this.view.sandboxReady = true;
@@ -299,7 +303,7 @@ export class PodRunner {
   }
 
   private dispose(): void {
-    for (const t of this.timers) clearTimeout(t);
+    for (const cancel of this.cancels.splice(0)) cancel();
     this.statusDirty = false;
   }
 

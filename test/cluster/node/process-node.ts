@@ -5,6 +5,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Server } from 'node:https';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
+import { systemClock, type Clock } from '../../../operator/runtime/clock.js';
 import { NodeApi } from './api.js';
 import { PROJECT_IMAGE_REPOSITORY } from './images.js';
 import { LoopbackIpPool } from './ip-pool.js';
@@ -24,6 +25,8 @@ export interface ProcessNodeOptions {
   dir: string;
   /** The run's folder, exported to pod processes as RUN_ENV (process.ts); `dir` by default. */
   runDir?: string;
+  /** Time for token refreshes; the system clock by default. */
+  clock?: Clock;
   repoRoot: string;
   apiServerHost: string;
   apiServerPort: number;
@@ -160,6 +163,7 @@ export class ProcessNode {
         backoff: this.options.backoff ?? { initialMs: 1000, maxMs: 20_000 },
         started: (pid) => this.startedPids.add(pid),
         runDir: this.options.runDir ?? this.options.dir,
+        clock: this.options.clock ?? systemClock,
         hostsFile: (file, podIP, hostname) => this.dns.write(file, podIP, hostname),
         log: this.log,
       });

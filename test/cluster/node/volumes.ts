@@ -2,6 +2,7 @@
 import { chmod, mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { V1ConfigMap, V1KeyToPath, V1Pod, V1Secret, V1Volume, V1VolumeProjection } from '@kubernetes/client-node';
+import type { Clock, TimerHandle } from '../../../operator/runtime/clock.js';
 import type { NodeApi } from './api.js';
 import { fieldValue, resourceValue } from './downward.js';
 
@@ -13,8 +14,10 @@ export interface VolumeContext {
   hostIP: string;
   /** Host folder of a bound PersistentVolumeClaim. */
   claimPath(namespace: string, claim: string): Promise<string>;
-  /** Called with a timer the caller must clear when the pod stops (token refresh). */
-  onTimer(timer: NodeJS.Timeout): void;
+  /** Schedules token refreshes; tests pass a fake one rather than wait minutes. */
+  clock: Clock;
+  /** Called with what to run when the pod stops (cancelling token refreshes). */
+  onStop(cancel: () => void): void;
   log(message: string, fields?: Record<string, unknown>): void;
 }
 
@@ -91,21 +94,42 @@ function downwardFiles(ctx: VolumeContext, items: { path: string; fieldRef?: { f
   });
 }
 
-/** Writes a pod-bound token and refreshes it at 80% of its lifetime, as the kubelet's token manager does. */
+/** The kubelet's token manager refreshes at 80 % of a token's lifetime, and at least daily. */
+export function tokenRefreshDelayMs(lifetimeSeconds: number): number {
+  return Math.min(lifetimeSeconds * 0.8, 24 * 3600) * 1000;
+}
+
+/** After a failed refresh; the token in place stays valid for the remaining 20 % of its lifetime. */
+const TOKEN_RETRY_MS = 10_000;
+
+/** Writes a pod-bound token and refreshes it before it expires, as the kubelet's token manager does. */
 async function serviceAccountToken(ctx: VolumeContext, dir: string, source: NonNullable<V1VolumeProjection['serviceAccountToken']>, mode: number): Promise<void> {
-  const expirationSeconds = source.expirationSeconds ?? 3600;
   const file = join(dir, source.path);
-  const mint = async (): Promise<void> => {
-    const { token, expiresAt } = await ctx.api.requestToken(ctx.pod, source.audience, expirationSeconds);
-    await atomicWrite(file, token, mode);
-    const refreshIn = Math.max(1000, (expiresAt.getTime() - Date.now()) * 0.8);
-    const timer = setTimeout(() => {
-      mint().catch((err: unknown) => ctx.log('token refresh failed', { err, path: source.path }));
-    }, refreshIn);
-    timer.unref();
-    ctx.onTimer(timer);
+  let stopped = false;
+  let timer: TimerHandle | undefined;
+  ctx.onStop(() => {
+    stopped = true;
+    if (timer !== undefined) ctx.clock.clearTimeout(timer);
+  });
+  /** Returns the lifetime the apiserver granted, which --service-account-max-token-expiration may have shortened. */
+  const mint = async (): Promise<number> => {
+    const { token, lifetimeSeconds } = await ctx.api.requestToken(ctx.pod, source.audience, source.expirationSeconds ?? 3600);
+    if (!stopped) await atomicWrite(file, token, mode);
+    return lifetimeSeconds;
   };
-  await mint();
+  const schedule = (ms: number): void => {
+    if (!stopped) timer = ctx.clock.setTimeout(() => void refresh(), ms);
+  };
+  const refresh = async (): Promise<void> => {
+    try {
+      schedule(tokenRefreshDelayMs(await mint()));
+    } catch (err) {
+      ctx.log('token refresh failed; retrying', { err, path: source.path, retryMs: TOKEN_RETRY_MS });
+      schedule(TOKEN_RETRY_MS);
+    }
+  };
+  // The first token must exist before the container starts: a failure here fails the volume.
+  schedule(tokenRefreshDelayMs(await mint()));
 }
 
 async function materialize(ctx: VolumeContext, volume: V1Volume, dir: string): Promise<string> {
