@@ -8,7 +8,7 @@ import { RUN_ENV } from '../process.js';
 import type { NodeApi } from './api.js';
 import { ContainerProcess, type Mount, type Terminated } from './container.js';
 import { containerEnv, EnvError, expand } from './env.js';
-import { resolveCommand, UnsupportedImageError, type ImageMapping } from './images.js';
+import { resolveCommand, UnsupportedImageError, type ImageMapping, type ResolvedCommand } from './images.js';
 import { buildPodStatus, type PodView, type SlotState, type SlotView } from './pod-status.js';
 import { ProbeLoop } from './probes.js';
 import { prepareVolumes, VolumeError } from './volumes.js';
@@ -29,8 +29,9 @@ export interface PodRunnerContext {
   /** The run's folder, exported to every container process as RUN_ENV so leak checks see it. */
   runDir: string;
   clock: Clock;
-  /** Writes the container's /etc/hosts (Service names → endpoint pod IPs) and returns its path. */
+  /** Writes the container's /etc/hosts (Service names → endpoint pod IPs), kept current until released; returns its path. */
   hostsFile(file: string, podIP: string, hostname: string): Promise<string>;
+  releaseHostsFile(file: string): void;
   log(message: string, fields?: Record<string, unknown>): void;
 }
 
@@ -205,10 +206,19 @@ export class PodRunner {
     env[RUN_ENV] = this.ctx.runDir;
     const cwd = slot.spec.workingDir ?? command.defaultCwd ?? this.podDir;
     const mounts = this.mountsFor(slot.spec);
+    let hosts: string | undefined;
     if (this.ctx.mountNamespaces) {
-      const hosts = await this.ctx.hostsFile(join(this.podDir, `hosts-${slot.name}-${slot.restartCount}`), this.podIP, this.pod.metadata?.name ?? '');
+      hosts = await this.ctx.hostsFile(join(this.podDir, `hosts-${slot.name}-${slot.restartCount}`), this.podIP, this.pod.metadata?.name ?? '');
       mounts.push({ source: hosts, target: '/etc/hosts', readOnly: true });
     }
+    try {
+      return await this.runProcess(slot, init, command, env, cwd, mounts);
+    } finally {
+      if (hosts) this.ctx.releaseHostsFile(hosts);
+    }
+  }
+
+  private async runProcess(slot: Slot, init: boolean, command: ResolvedCommand, env: Record<string, string>, cwd: string, mounts: Mount[]): Promise<Terminated> {
     // In a real container the image's files are the root file system, which no volume can hide.
     if (mounts.length > 0 && command.imageRoot) mounts.push({ source: command.imageRoot, target: command.imageRoot, readOnly: true });
     const proc = await ContainerProcess.start(

@@ -165,6 +165,7 @@ export class ProcessNode {
         runDir: this.options.runDir ?? this.options.dir,
         clock: this.options.clock ?? systemClock,
         hostsFile: (file, podIP, hostname) => this.dns.write(file, podIP, hostname),
+        releaseHostsFile: (file) => this.dns.release(file),
         log: this.log,
       });
       this.runners.set(uid, runner);
