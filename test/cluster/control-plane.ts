@@ -1,6 +1,6 @@
 // A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager and
 // kube-scheduler built from upstream modules (see binaries.ts), each a child process of this one.
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { generatePki, type Pki } from './pki.js';
 import { writeKubeconfig } from './kubeconfig.js';
@@ -18,6 +18,32 @@ export interface ControlPlaneOptions {
 export const SERVICE_CIDR = '10.0.0.0/24';
 export const SERVICE_ACCOUNT_ISSUER = 'https://kubernetes.default.svc.cluster.local';
 
+/**
+ * The apiserver's audit log records what workloads' ServiceAccounts did and what they were refused,
+ * so tests can show that an installed operator's RBAC is enough. Only those requests: the
+ * controllers' own ServiceAccounts (kube-system) and the test's admin traffic would drown them.
+ */
+const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: None
+    userGroups: ["system:serviceaccounts:kube-system"]
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+`;
+
+/** One line of the audit log (audit.k8s.io/v1 Event at level Metadata), as far as tests read it. */
+export interface AuditEvent {
+  stage: string;
+  verb: string;
+  requestURI: string;
+  user: { username: string };
+  objectRef?: { apiGroup?: string; resource?: string; subresource?: string; namespace?: string; name?: string };
+  responseStatus?: { code?: number };
+}
+
 export class LocalControlPlane {
   private constructor(
     readonly dir: string,
@@ -26,6 +52,23 @@ export class LocalControlPlane {
     readonly kubeconfigPath: string,
     private readonly processes: ManagedProcess[],
   ) {}
+
+  get auditLogPath(): string {
+    return join(this.dir, 'logs', 'audit.log');
+  }
+
+  /** Requests made with ServiceAccount tokens outside kube-system, oldest first. */
+  async auditEvents(): Promise<AuditEvent[]> {
+    const text = await readFile(this.auditLogPath, 'utf8').catch(() => '');
+    // The apiserver may be writing the last line right now: a line that does not parse is that one.
+    return text.split('\n').flatMap((line) => {
+      try {
+        return [JSON.parse(line) as AuditEvent];
+      } catch {
+        return [];
+      }
+    });
+  }
 
   get apiServerUrl(): string {
     return `https://127.0.0.1:${this.apiServerPort}`;
@@ -40,6 +83,8 @@ export class LocalControlPlane {
     const pki = await generatePki(pkiDir);
     const [etcdClient, etcdPeer, apiPort, cmPort, schedPort] = await freePorts(5) as [number, number, number, number, number];
     const kubeconfigPath = join(dir, 'kubeconfig');
+    const auditPolicyFile = join(dir, 'audit-policy.yaml');
+    await writeFile(auditPolicyFile, AUDIT_POLICY);
     const server = `https://127.0.0.1:${apiPort}`;
     await writeKubeconfig(kubeconfigPath, { server, caPem: pki.caPem, certPem: pki.admin.certPem, keyPem: pki.admin.keyPem });
 
@@ -88,6 +133,7 @@ export class LocalControlPlane {
         '--authorization-mode=Node,RBAC', '--allow-privileged=true',
         `--kubelet-client-certificate=${pki.kubeletClientCertFile}`, `--kubelet-client-key=${pki.kubeletClientKeyFile}`,
         '--kubelet-preferred-address-types=InternalIP',
+        `--audit-policy-file=${auditPolicyFile}`, `--audit-log-path=${join(logDir, 'audit.log')}`, '--audit-log-format=json',
         '--profiling=false', '--v=1',
       ]);
       const tls = { ca: pki.caPem, cert: pki.admin.certPem, key: pki.admin.keyPem };
