@@ -243,21 +243,4 @@ describe('the local cluster', function () {
     const pod = await waitForPod(ns, 'greedy', 'to be marked unschedulable', (p) => p.status?.conditions?.some((c) => c.type === 'PodScheduled' && c.reason === 'Unschedulable') ?? false);
     assert.match(pod.status?.conditions?.find((c) => c.type === 'PodScheduled')?.message ?? '', /nvidia\.com\/gpu/);
   });
-
-  it('stops a deleted pod with SIGTERM and lets it exit within its grace period', async function () {
-    if (session().kind !== 'local') this.skip();
-    const { core } = clients();
-    const cluster = session() as LocalCluster;
-    await core.createNamespacedPersistentVolumeClaim({ namespace: ns, body: { metadata: { name: 'marks' }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } } });
-    const script = 'process.on("SIGTERM",()=>{require("fs").writeFileSync("/marks/term","graceful");process.exit(0)});setInterval(()=>{},1000)';
-    await core.createNamespacedPod({ namespace: ns, body: { metadata: { name: 'graceful', namespace: ns }, spec: {
-      terminationGracePeriodSeconds: 10,
-      containers: [{ name: 'main', image: NODE_IMAGE, command: ['node', '-e', script], volumeMounts: [{ name: 'marks', mountPath: '/marks' }] }],
-      volumes: [{ name: 'marks', persistentVolumeClaim: { claimName: 'marks' } }],
-    } } });
-    await waitForPod(ns, 'graceful', 'to be ready', isReady);
-    await core.deleteNamespacedPod({ name: 'graceful', namespace: ns });
-    await waitFor('pod graceful to be deleted', async () => (await core.listNamespacedPod({ namespace: ns, fieldSelector: 'metadata.name=graceful' })).items.length === 0, 30_000);
-    assert.equal(await readFile(`${cluster.node.claimFolder(ns, 'marks')}/term`, 'utf8'), 'graceful');
-  });
 });
