@@ -2,14 +2,17 @@
 // validates its values, and installs an operator whose pod becomes Ready through the chart's
 // own probes, then uninstalls cleanly.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import type { V1Container, V1Deployment } from '@kubernetes/client-node';
+import { CustomObjectsApi, type V1Container, type V1Deployment, type V1Job } from '@kubernetes/client-node';
+import type { AuditEvent } from '../cluster/control-plane.js';
+import { LocalCluster } from '../cluster/local-cluster.js';
 import { repoRoot } from '../cluster/paths.js';
 import { httpGet, waitFor } from '../cluster/probe.js';
 import { session } from '../cluster/session.js';
-import { deleteNamespace, freshNamespace, isReady, podsOf } from './helpers.js';
+import { clients, deleteNamespace, freshNamespace, isReady, podsOf } from './helpers.js';
 
 interface K8sObject {
   apiVersion: string;
@@ -22,7 +25,8 @@ const CHART = join(repoRoot, 'charts', 'tessera');
 const RELEASE = 'tessera';
 const INSTALL_NAMESPACE = 'tessera-system';
 const SELECTOR = 'app.kubernetes.io/name=tessera,app.kubernetes.io/instance=tessera,app.kubernetes.io/component=operator';
-const DEFAULT_KINDS = ['ClusterRole', 'ClusterRoleBinding', 'Deployment', 'Role', 'RoleBinding', 'Service', 'ServiceAccount'];
+// Two Roles: the TLS Secret's and leader election's, both in the release namespace.
+const DEFAULT_KINDS = ['ClusterRole', 'ClusterRoleBinding', 'Deployment', 'Role', 'Role', 'RoleBinding', 'RoleBinding', 'Service', 'ServiceAccount'];
 
 const setFlags = (values: Record<string, string>): string[] => Object.entries(values).flatMap(([k, v]) => ['--set', `${k}=${v}`]);
 
@@ -71,7 +75,7 @@ describe('the Helm chart', () => {
   const accepted: [string, Record<string, string>, string[]][] = [
     ['the default values', {}, DEFAULT_KINDS],
     ['cert-manager mode and the ServiceMonitor off explicitly', { 'tls.mode': 'self-signed', 'metrics.serviceMonitor.enabled': 'false' }, DEFAULT_KINDS],
-    ['leader election off', { 'leaderElection.enabled': 'false' }, ['ClusterRole', 'ClusterRoleBinding', 'Deployment', 'Service', 'ServiceAccount']],
+    ['leader election off', { 'leaderElection.enabled': 'false' }, ['ClusterRole', 'ClusterRoleBinding', 'Deployment', 'Role', 'RoleBinding', 'Service', 'ServiceAccount']],
     ['two replicas, debug logs and a separate worker image', { replicas: '2', logLevel: 'debug', workerImage: 'ghcr.io/tessera-dev/tessera:0.1.0-cuda' }, DEFAULT_KINDS],
   ];
   for (const [what, values, expectedKinds] of accepted) {
@@ -165,7 +169,12 @@ describe('the Helm chart', () => {
   });
 
   describe('helm install and uninstall', () => {
+    let workloadNamespace: string | undefined;
+    let data: string | undefined;
+
     after(async () => {
+      if (workloadNamespace) await deleteNamespace(workloadNamespace);
+      if (data) rmSync(data, { recursive: true, force: true });
       // Whatever a failed test left behind; both are no-ops after a clean uninstall.
       await session().helm(['uninstall', RELEASE, '--namespace', INSTALL_NAMESPACE, '--wait'], { timeoutMs: 120_000 });
       await deleteNamespace(INSTALL_NAMESPACE);
@@ -188,18 +197,77 @@ describe('the Helm chart', () => {
       const pod = pods[0]!;
       assert.ok(isReady(pod), `pod ${pod.metadata?.name} is not Ready: ${JSON.stringify(pod.status?.conditions)}`);
 
-      const logs = await session().podLogs(INSTALL_NAMESPACE, pod.metadata?.name ?? '', 'operator');
-      assert.match(logs, /"msg":"starting tessera-operator"/);
-      assert.match(logs, /"leaderElect":true/);
-      assert.match(logs, /"msg":"elected leader: starting controllers"/, 'the single replica takes the Lease and runs the controllers');
-      assert.match(logs, /"namespace":"tessera-system"/, 'POD_NAMESPACE reaches the operator');
+      // Ready is not leading: a standby replica is Ready too (it serves the hub), and helm --wait
+      // returns as soon as the pod is Ready. So wait for the Lease to be won, then for the
+      // controllers' caches, before asserting on either.
+      const logs = (): Promise<string> => session().podLogs(INSTALL_NAMESPACE, pod.metadata?.name ?? '', 'operator');
+      await waitFor('the single replica to take the Lease and start the controllers', async () => /"msg":"elected leader: starting controllers"/.test(await logs()), 60_000);
+      const text = await logs();
+      assert.match(text, /"msg":"starting tessera-operator"/);
+      assert.match(text, /"leaderElect":true/);
+      assert.match(text, /"namespace":"tessera-system"/, 'POD_NAMESPACE reaches the operator');
 
       if (session().kind === 'local' && pod.status?.podIP) {
-        const health = await httpGet(`http://${pod.status.podIP}:8081/readyz`);
-        assert.equal(health.status, 200);
-        const metrics = await httpGet(`http://${pod.status.podIP}:8080/metrics`);
+        const ip = pod.status.podIP;
+        await waitFor('/readyz to answer 200 once the leader\'s caches have synced', async () => (await httpGet(`http://${ip}:8081/readyz`)).status === 200, 60_000);
+        const metrics = await httpGet(`http://${ip}:8080/metrics`);
         assert.equal(metrics.status, 200);
         assert.match(metrics.body, /^tessera_build_info\{version="0\.1\.0"\} 1$/m);
+      }
+    });
+
+    it('reconciles a SparseFineTune as the chart\'s ServiceAccount: its Job appears, its status is written, and nothing is refused', async function () {
+      this.timeout(240_000);
+      const namespace = await freshNamespace('helm-rbac');
+      workloadNamespace = namespace;
+      const folder = mkdtempSync(join(tmpdir(), 'tessera-rbac-'));
+      data = folder;
+      for (const dir of ['models/tiny', 'data', 'out']) mkdirSync(join(folder, dir), { recursive: true });
+      // An empty model folder: the worker starts, fails to load it, and reports that through the
+      // status hub, so the hub's calls (TokenReview, owner lookups, status) run as the operator too.
+      const sft = {
+        apiVersion: 'tessera.dev/v1alpha1', kind: 'SparseFineTune', metadata: { name: 'rbac', namespace },
+        spec: {
+          baseModel: { uri: `file://${folder}/models/tiny` }, dataset: { uri: `file://${folder}/data/train.jsonl` },
+          method: 'lora', adapter: { rank: 4 }, training: { steps: 10 },
+          output: { uri: `file://${folder}/out/rbac`, mergedModel: false, adapter: true }, backoffLimit: 0,
+        },
+      };
+      const applied = await session().kubectl(['apply', '-f', '-'], { input: JSON.stringify(sft) });
+      assert.equal(applied.code, 0, applied.stderr);
+
+      let job: V1Job | undefined;
+      await waitFor('the SparseFineTune\'s Job', async () => {
+        job = (await clients().batch.listNamespacedJob({ namespace, labelSelector: 'tessera.dev/name=rbac' })).items[0];
+        return job !== undefined;
+      }, 60_000);
+      assert.equal(job?.metadata?.ownerReferences?.[0]?.kind, 'SparseFineTune');
+
+      type Status = { metadata: { generation?: number }; status?: { observedGeneration?: number; jobName?: string; conditions?: { type: string; status: string }[] } };
+      const custom = session().kubeConfig.makeApiClient(CustomObjectsApi);
+      let obj: Status | undefined;
+      await waitFor('the run\'s failure in its status', async () => {
+        obj = (await custom.getNamespacedCustomObject({ group: 'tessera.dev', version: 'v1alpha1', namespace, plural: 'sparsefinetunes', name: 'rbac' })) as Status;
+        return obj.status?.conditions?.some((c) => c.type === 'Failed' && c.status === 'True') ?? false;
+      }, 180_000);
+      assert.equal(obj?.status?.observedGeneration, obj?.metadata.generation);
+      assert.equal(obj?.status?.jobName, job?.metadata?.name);
+
+      const [operator] = await podsOf(INSTALL_NAMESPACE, SELECTOR);
+      assert.equal(operator?.spec?.serviceAccountName, 'tessera-operator');
+      assert.doesNotMatch(await session().podLogs(INSTALL_NAMESPACE, operator?.metadata?.name ?? '', 'operator'), /forbidden/i);
+      if (!(session() instanceof LocalCluster)) return;
+      // The apiserver's own record of what the operator's ServiceAccount asked for.
+      const user = `system:serviceaccount:${INSTALL_NAMESPACE}:tessera-operator`;
+      // Watches are still open, so they have only their ResponseStarted stage: take every stage.
+      const events = (await (session() as LocalCluster).plane.auditEvents()).filter((e) => e.user.username === user);
+      const request = (e: AuditEvent): string => e.objectRef?.resource
+        ? `${e.verb} ${e.objectRef.apiGroup || 'core'}/${e.objectRef.resource}${e.objectRef.subresource ? `/${e.objectRef.subresource}` : ''}`
+        : `${e.verb} ${e.requestURI}`;
+      assert.deepEqual(events.filter((e) => e.responseStatus?.code === 403).map(request), [], 'requests the chart\'s RBAC refused');
+      const made = new Set(events.map(request));
+      for (const call of ['watch tessera.dev/sparsefinetunes', 'patch batch/jobs', 'patch tessera.dev/sparsefinetunes/status', 'create authentication.k8s.io/tokenreviews', 'get core/pods', 'get batch/jobs']) {
+        assert.ok(made.has(call), `the operator made no ${call} (it made: ${[...made].sort().join(', ')})`);
       }
     });
 
@@ -207,9 +275,15 @@ describe('the Helm chart', () => {
       this.timeout(180_000);
       const removed = await session().helm(['uninstall', RELEASE, '--namespace', INSTALL_NAMESPACE, '--wait', '--timeout', '2m'], { timeoutMs: 150_000 });
       assert.equal(removed.code, 0, removed.stderr);
-      for (const [kind, namespaced] of [['deployment', true], ['service', true], ['serviceaccount', true], ['role', true], ['rolebinding', true], ['clusterrole', false], ['clusterrolebinding', false]] as const) {
-        const got = await session().kubectl(['get', kind, 'tessera-operator' + (kind.startsWith('role') ? '-leader-election' : ''), ...(namespaced ? ['-n', INSTALL_NAMESPACE] : [])]);
-        assert.notEqual(got.code, 0, `${kind} survived helm uninstall`);
+      const left: [string, string, boolean][] = [
+        ['deployment', 'tessera-operator', true], ['service', 'tessera-operator', true], ['serviceaccount', 'tessera-operator', true],
+        ['role', 'tessera-operator', true], ['rolebinding', 'tessera-operator', true],
+        ['role', 'tessera-operator-leader-election', true], ['rolebinding', 'tessera-operator-leader-election', true],
+        ['clusterrole', 'tessera-operator', false], ['clusterrolebinding', 'tessera-operator', false],
+      ];
+      for (const [kind, name, namespaced] of left) {
+        const got = await session().kubectl(['get', kind, name, ...(namespaced ? ['-n', INSTALL_NAMESPACE] : [])]);
+        assert.notEqual(got.code, 0, `${kind} ${name} survived helm uninstall`);
         assert.match(got.stderr, /NotFound/);
       }
       await waitFor('the operator pod to go away', async () => (await podsOf(INSTALL_NAMESPACE, SELECTOR)).length === 0, 60_000);
