@@ -79,6 +79,9 @@ export class Manager {
     const ls = controller('LoRAServer', this.informers.loraServers, (o) => reconcileLoRAServer(o, this.deps));
     this.controllers = [sft, ac, ls];
     requeueServer = (key) => ls.queue.add(key);
+    options.hub?.onServingChange((object) => {
+      if (object.kind === 'LoRAServer') requeueServer(`${object.namespace}/${object.name}`);
+    });
     if (rollouts) this.informers.loraServers.addEventHandler({ onDelete: (obj) => rollouts.forget({ namespace: obj.metadata?.namespace ?? '', name: obj.metadata?.name ?? '' }) });
 
     const on = <T extends KubernetesObject>(source: SharedInformer<T>, handle: (obj: T) => void): void =>

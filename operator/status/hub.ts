@@ -79,6 +79,7 @@ export class StatusHub {
   private readonly reportsTotal: Counter<'kind'>;
   private readonly streamsGauge: Gauge;
   private readonly rejectedTotal: Counter<'code'>;
+  private readonly servingListeners: ((object: ObjectRef, pod: string) => void)[] = [];
   private nextConnectionId = 1;
   private port: number | undefined;
 
@@ -276,7 +277,19 @@ export class StatusHub {
       state = emptyState({ ...object, apiVersion: object.apiVersion || owner.apiVersion });
       this.states.set(key, state);
     }
-    if (foldReport(state, report, conn.caller.pod.podName, this.clock.now())) this.coalescer.offer(key, state);
+    const pod = conn.caller.pod.podName;
+    const servedBefore = state.serving[pod]?.activeRevision;
+    if (foldReport(state, report, pod, this.clock.now())) this.coalescer.offer(key, state);
+    // A replica seen for the first time (a new pod, or a new hub after a restart) or serving
+    // something else: whoever rolls bundles out must look again; the status write may be a no-op.
+    if (report.body === 'serving' && servedBefore !== report.serving.activeRevision) {
+      for (const listener of this.servingListeners) listener(object, pod);
+    }
+  }
+
+  /** Calls `listener` when a replica first reports what it serves, or reports a change. */
+  onServingChange(listener: (object: ObjectRef, pod: string) => void): void {
+    this.servingListeners.push(listener);
   }
 
   private onAck(ack: DirectiveAck): void {

@@ -52,7 +52,7 @@ export interface BundleRolloutDriver {
   observe(server: ServerRef, target: RolloutTarget, options: { strategy: RolloutStrategy; knownFailure?: RolloutFailure }): RolloutView;
 }
 
-export type RolloutHub = Pick<StatusHub, 'connectedPods' | 'state' | 'send'>;
+export type RolloutHub = Pick<StatusHub, 'connectedPods' | 'state' | 'send' | 'onServingChange'>;
 
 export interface BundleRolloutsOptions {
   /** Requeues the LoRAServer; called when a rollout step finishes either way. */

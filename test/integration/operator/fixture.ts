@@ -33,14 +33,20 @@ export interface OperatorFixture {
 
 export const condition = (o: { status?: { conditions?: Condition[] } }, type: string): Condition | undefined => o.status?.conditions?.find((c) => c.type === type);
 
-/** Starts hub and controllers for a fresh namespace; `models/tiny` holds a config.json that fits the compress fixtures' modules. */
-export async function startOperator(prefix: string): Promise<OperatorFixture> {
+/** CRDs installed, a fresh namespace, and a data folder whose `models/tiny` holds a config.json that fits the compress fixtures' modules. */
+export async function prepareNamespace(prefix: string): Promise<{ ns: string; data: string }> {
   const crds = await session().kubectl(['apply', '--server-side', '-f', join(repoRoot, 'crds')]);
   assert.equal(crds.code, 0, crds.stderr);
   const ns = await freshNamespace(prefix);
   const data = mkdtempSync(join(tmpdir(), 'tessera-data-'));
   for (const dir of ['models/tiny', 'data', 'out', 'adapters/a', 'bundles']) mkdirSync(join(data, dir), { recursive: true });
   writeFileSync(join(data, 'models/tiny/config.json'), JSON.stringify(tinyConfigJson()));
+  return { ns, data };
+}
+
+/** Starts hub and controllers for a fresh namespace; `models/tiny` holds a config.json that fits the compress fixtures' modules. */
+export async function startOperator(prefix: string): Promise<OperatorFixture> {
+  const { ns, data } = await prepareNamespace(prefix);
   const logger = pino({ level: process.env.TESSERA_TEST_VERBOSE ? 'debug' : 'silent' });
   const kubeConfig = session().kubeConfig;
   const tlsOptions = { kubeConfig, namespace: ns, names: { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] }, caNamespaces: [] };

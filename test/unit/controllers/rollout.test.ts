@@ -19,6 +19,10 @@ class ScriptedHub implements RolloutHub {
     for (const [pod, rev] of Object.entries(pods)) this.revisions.set(pod, rev);
   }
 
+  onServingChange(): void {
+    // The driver never listens; the manager does.
+  }
+
   connectedPods(): string[] {
     return [...this.revisions.keys()].filter((p) => !this.gone.has(p)).sort();
   }

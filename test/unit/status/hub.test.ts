@@ -163,3 +163,27 @@ describe('the status hub on a standby replica', () => {
     }
   });
 });
+
+describe('the status hub telling the rollout about replicas', () => {
+  it('calls serving listeners when a replica first reports what it serves and when that changes, not on repeats', async () => {
+    const hub = new StatusHub({ authenticator: stubAuthenticator({ 'token-a': callerFor(objectRef('a')) }), sink: new RecordingSink(), logger: quietLogger, patchIntervalMs: 50 });
+    const address = `127.0.0.1:${await hub.listen('127.0.0.1:0', grpc.ServerCredentials.createInsecure())}`;
+    const heard: string[] = [];
+    hub.onServingChange((object, pod) => heard.push(`${object.name}/${pod}`));
+    const s = rawStream(address, 'token-a');
+    try {
+      const serving = (seq: number, activeRevision: string): WorkerReport => ({
+        seq, object: objectRef('a'), pod: 'a-pod', unixMs: 0, body: 'serving',
+        serving: { loadedAdapters: [], activeRevision, queueDepth: 0, requestsPerSecond: 0, tokensPerSecond: 0, p50LatencyMs: 0, p99LatencyMs: 0 },
+      });
+      s.call.write(serving(1, 'r1'));
+      s.call.write(serving(2, 'r1'));
+      s.call.write(serving(3, 'r2'));
+      await eventually('three reports folded in', () => hub.state(objectRef('a'))?.serving['a-pod']?.activeRevision === 'r2');
+      assert.deepEqual(heard, ['a/a-pod', 'a/a-pod']);
+    } finally {
+      s.close();
+      await hub.close(1000);
+    }
+  });
+});
