@@ -81,11 +81,11 @@ export class Forwarder {
 
   static async start(backends: () => number[]): Promise<Forwarder> {
     const port = await freePort();
-    let self: Forwarder | undefined;
-    const server = createServer((client) => self?.accept(client));
+    const holder: { self?: Forwarder } = {};
+    const server = createServer((client) => holder.self?.accept(client));
     await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-    self = new Forwarder(server, port, backends);
-    return self;
+    holder.self = new Forwarder(server, port, backends);
+    return holder.self;
   }
 
   private accept(client: Socket): void {
