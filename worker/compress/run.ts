@@ -1,29 +1,28 @@
-// The compress entry: load PEFT adapters, check they fit each other, compress every module
-// slot (JD-Full, JD-Diag or per-adapter SVD; with clustering), write the JD bundle and
-// return a summary. The CLI and the gRPC worker call this.
-import { createHash } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
-import { join } from 'node:path';
-import { basisKey, bundleRevision, type JdBundleAdapter, type JdBundleManifest, type JdBundleSettings, JD_BUNDLE_FORMAT, JD_BUNDLE_VERSION, sigmaKey, writeJdBundle } from '../formats/jd-bundle.js';
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, loadLoraAdapter, type LoraAdapter } from '../formats/peft.js';
-import { makeTensor, shapeToString, type F32Tensor } from '../formats/tensor.js';
+// The compress entry: load PEFT adapters, check them (digest pins, the base model, each other),
+// compress every module slot (JD-Full, JD-Diag or per-adapter SVD; with clustering) or, when
+// asked, extend an earlier revision by projecting the new adapters onto its bases; write the JD
+// bundle and return a summary. The CLI and the gRPC worker call this.
+import { type JdBundleSettings, type JdBundleSlotConvergence, type JdBundleUpdate, writeJdBundle } from '../formats/jd-bundle.js';
 import { chooseRankAndClusters } from './auto.js';
+import { type BundleAdapter, type BundleContent, buildBundle } from './bundle-writer.js';
 import { clusterAdapters, type ClusterFit } from './cluster.js';
+import { extendBundle } from './incremental.js';
+import { type AdapterInput, checkCompatible, loadAdapter, type LoadedAdapter, type ModuleShape, packSlots, readBaseConfig } from './inputs.js';
 import { JdKernels } from './kernels.js';
-import { countParameters, type ParameterCount } from './params.js';
-import { packSlot, type Slot } from './slot.js';
+import { type ParameterCount } from './params.js';
+import { type Slot } from './slot.js';
 import { perAdapterSvd } from './svd.js';
 import { type JdFullVariant, type JdMethod, JD_METHODS, sigmaSize, type SlotResult } from './types.js';
 
 export interface CompressProgress {
-  stage: 'loading' | 'choosing' | 'compressing' | 'writing' | 'done';
+  stage: 'loading' | 'choosing' | 'projecting' | 'compressing' | 'writing' | 'done';
   done: number;
   total: number;
   message: string;
 }
 
 export interface CompressOptions {
-  adapters: ReadonlyArray<{ name: string; dir: string }>;
+  adapters: readonly AdapterInput[];
   method: JdMethod;
   /** Rank of the shared bases (the maximum rank considered with clusters 'auto'). */
   rank: number;
@@ -40,6 +39,14 @@ export interface CompressOptions {
   output: string;
   /** Base model reference for the manifest; default the adapters' base_model_name_or_path. */
   baseModel?: string;
+  /** Base model checkpoint directory: every adapter's modules and shapes are checked against its config.json. */
+  baseModelDir?: string;
+  /**
+   * Extend the revision at `previous` instead of compressing from scratch, when its settings and
+   * modules match and every new adapter projects onto its bases within `maxErrorPercent`
+   * (default targetErrorPercent, else the earlier revision's worst adapter); otherwise recompress.
+   */
+  incremental?: { previous: string; maxErrorPercent?: number };
   onProgress?: (p: CompressProgress) => void;
   /** Shared kernels (sessions); a private set is created and disposed otherwise. */
   kernels?: JdKernels;
@@ -56,8 +63,13 @@ export interface CompressSummary {
   adapters: Array<{ name: string; cluster: number; meanErrorPercent: number; errors: Record<string, number> }>;
   meanErrorPercent: number;
   parameters: ParameterCount;
-  /** Per module slot (of the last fit): iterations, convergence and objective history. */
-  convergence: Array<{ module: string; cluster: number; iterations: number; converged: boolean; objective: number; history: number[] }>;
+  /** Per module slot and cluster: iterations, convergence and objective (history only for a fresh fit). */
+  convergence: Array<JdBundleSlotConvergence & { history?: number[] }>;
+  /** Which path made this revision: from scratch, by projection onto an earlier one, or recompressed. */
+  update: JdBundleUpdate;
+  /** sha256 of bundle.safetensors and its size. */
+  bundleDigest: string;
+  bundleBytes: number;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -65,126 +77,115 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 export async function compressAdapters(opts: CompressOptions): Promise<CompressSummary> {
   checkOptions(opts);
   const progress = opts.onProgress ?? ((): void => undefined);
-  const iterations = opts.iterations ?? 10;
-  const tolerance = opts.tolerance ?? 1e-3;
-  const seed = opts.seed ?? 0;
-  const variant = opts.variant ?? 'alternating';
+  const requested = { method: opts.method, rank: opts.rank, clusters: opts.clusters, iterations: opts.iterations ?? 10, tolerance: opts.tolerance ?? 1e-3, seed: opts.seed ?? 0, variant: opts.variant ?? 'alternating', ...(opts.targetErrorPercent === undefined ? {} : { targetErrorPercent: opts.targetErrorPercent }) } as const;
   const kernels = opts.kernels ?? new JdKernels();
   try {
-    const loaded: Array<{ name: string; adapter: LoraAdapter; sha256: string; configSha256: string }> = [];
-    for (const [i, { name, dir }] of opts.adapters.entries()) {
-      progress({ stage: 'loading', done: i, total: opts.adapters.length, message: `loading adapter ${name}` });
-      loaded.push(await loadOne(name, dir));
+    const base = opts.baseModelDir === undefined ? undefined : await readBaseConfig(opts.baseModelDir);
+    const loaded: LoadedAdapter[] = [];
+    for (const [i, input] of opts.adapters.entries()) {
+      progress({ stage: 'loading', done: i, total: opts.adapters.length, message: `loading adapter ${input.name}` });
+      loaded.push(await loadAdapter(input, base));
     }
     const modules = checkCompatible(loaded);
-    const slots: Slot[] = [];
-    for (const mod of modules) {
-      const factors = loaded.map(({ adapter }) => {
-        const lm = adapter.modules.get(mod.name);
-        if (!lm) throw new Error(`unreachable: module ${mod.name} checked`);
-        return { A: lm.A.data, B: lm.B.data, rank: lm.rank, scaling: lm.scaling };
-      });
-      slots.push(await packSlot(kernels, mod.name, mod.out, mod.in, factors, (i) => `adapter ${loaded[i]?.name}`));
-    }
+    const slots = await packSlots(kernels, loaded, modules);
 
-    let rank = opts.rank;
-    let clusterCount = opts.clusters === 'auto' ? 1 : opts.clusters;
-    if (opts.clusters === 'auto' && opts.method !== 'svd') {
-      progress({ stage: 'choosing', done: 0, total: 1, message: `choosing rank and clusters for ${opts.targetErrorPercent}% mean error` });
-      const choice = await chooseRankAndClusters(kernels, slots, { method: opts.method, targetErrorPercent: opts.targetErrorPercent as number, maxRank: opts.rank, iterations, tolerance, seed });
-      rank = choice.rank;
-      clusterCount = choice.clusters;
+    let content: Omit<BundleContent, 'createdAt' | 'baseModel'> | undefined;
+    let update: JdBundleUpdate = { path: 'full', previousRevision: null, projected: [], maxErrorPercent: null, reason: opts.incremental ? 'no earlier revision' : 'incremental update not requested' };
+    if (opts.incremental) {
+      progress({ stage: 'projecting', done: 0, total: 1, message: `projecting new adapters onto ${opts.incremental.previous}` });
+      const outcome = await extendBundle({ kernels, previous: opts.incremental.previous, loaded, modules, slots, requested, ...(opts.incremental.maxErrorPercent === undefined ? {} : { maxErrorPercent: opts.incremental.maxErrorPercent }) });
+      if (outcome.path === 'projected') content = outcome.content;
+      else update = { path: 'recompressed', previousRevision: outcome.previousRevision, projected: [], maxErrorPercent: outcome.maxErrorPercent, reason: outcome.reason };
     }
-
-    let fits: ClusterFit[];
-    let assignment: number[];
-    if (opts.method === 'svd') {
-      // Each adapter is its own cluster: JD of one adapter is its truncated SVD (Eckart–Young).
-      const perSlot: SlotResult[] = [];
-      for (const [s, slot] of slots.entries()) {
-        progress({ stage: 'compressing', done: s, total: slots.length, message: `SVD of module ${slot.name}` });
-        perSlot.push(await perAdapterSvd(kernels, slot, rank));
-      }
-      assignment = loaded.map((_, i) => i);
-      fits = loaded.map((_, i) => ({ members: [i], slots: perSlot.map((res, s) => sliceSvd(res, i, slots[s] as Slot)) }));
-    } else {
-      progress({ stage: 'compressing', done: 0, total: slots.length, message: `${opts.method} rank ${rank}, ${clusterCount} cluster(s), ${slots.length} module slots` });
-      const res = await clusterAdapters(kernels, slots, {
-        method: opts.method, clusters: clusterCount, rank, iterations, tolerance, seed, variant,
-        onRound: (round, changed) => progress({ stage: 'compressing', done: round, total: 10, message: `clustering round ${round}: ${changed} adapter(s) moved` }),
-      });
-      fits = res.clusters;
-      assignment = res.assignment;
-    }
+    content ??= await compressAll(kernels, loaded, modules, slots, requested, opts.targetErrorPercent, progress, update);
 
     progress({ stage: 'writing', done: 0, total: 1, message: `writing bundle to ${opts.output}` });
-    const settings: JdBundleSettings = { method: opts.method, rank, clusters: fits.length, iterations, tolerance, seed, variant, targetErrorPercent: opts.targetErrorPercent ?? null };
-    const summary = await writeBundle(opts, loaded, slots, fits, assignment, settings);
-    progress({ stage: 'done', done: 1, total: 1, message: `bundle revision ${summary.revision.slice(0, 12)}` });
-    return summary;
+    const built = buildBundle({ ...content, createdAt: (opts.now ?? (() => new Date()))().toISOString(), baseModel: opts.baseModel ?? loaded[0]?.adapter.config.baseModelNameOrPath ?? null });
+    const written = await writeJdBundle(opts.output, built.bundle);
+    const { manifest } = built.bundle;
+    progress({ stage: 'done', done: 1, total: 1, message: `bundle revision ${manifest.revision.slice(0, 12)} (${manifest.update.path})` });
+    return {
+      revision: manifest.revision,
+      output: opts.output,
+      method: manifest.settings.method,
+      rank: manifest.settings.rank,
+      clusters: built.clusters,
+      adapters: content.adapters.map((a, i) => ({ name: a.name, cluster: a.cluster, meanErrorPercent: 100 * (built.adapterMeans[i] as number), errors: Object.fromEntries(content.modules.map((mod, s) => [mod.name, (a.modules[s] as { error: number }).error])) })),
+      meanErrorPercent: 100 * (built.adapterMeans.reduce((x, y) => x + y, 0) / Math.max(built.adapterMeans.length, 1)),
+      parameters: built.parameters,
+      convergence: content.convergence,
+      update: manifest.update,
+      bundleDigest: written.weightsSha256,
+      bundleBytes: written.weightsBytes,
+    };
   } finally {
     if (!opts.kernels) await kernels.dispose();
   }
 }
 
-async function writeBundle(opts: CompressOptions, loaded: ReadonlyArray<{ name: string; adapter: LoraAdapter; sha256: string; configSha256: string }>, slots: readonly Slot[], fits: readonly ClusterFit[], assignment: readonly number[], settings: JdBundleSettings): Promise<CompressSummary> {
-  const tensors = new Map<string, F32Tensor>();
-  const errors = loaded.map(() => ({} as Record<string, number>));
-  const convergence: CompressSummary['convergence'] = [];
-  fits.forEach((fit, c) => {
-    slots.forEach((slot, s) => {
-      const res = fit.slots[s] as SlotResult;
-      const r = res.rank;
-      tensors.set(basisKey(slot.name, c, 'U'), makeTensor('F32', [slot.m, r], res.U));
-      tensors.set(basisKey(slot.name, c, 'V'), makeTensor('F32', [slot.k, r], res.V));
-      const size = sigmaSize(settings.method, r);
-      fit.members.forEach((i, j) => {
-        const name = (loaded[i] as { name: string }).name;
-        tensors.set(sigmaKey(slot.name, name), makeTensor('F32', settings.method === 'jd-full' ? [r, r] : [r], res.sigma.slice(j * size, (j + 1) * size)));
-        (errors[i] as Record<string, number>)[slot.name] = res.errors[j] as number;
-      });
-      if (settings.method !== 'svd') convergence.push({ module: slot.name, cluster: c, iterations: res.iterations, converged: res.converged, objective: res.objective, history: res.history });
+/** A fresh fit of every adapter: per-adapter SVD, or JD with clustering (rank and clusters chosen first for 'auto'). */
+async function compressAll(
+  kernels: JdKernels, loaded: readonly LoadedAdapter[], modules: readonly ModuleShape[], slots: readonly Slot[],
+  req: { method: JdMethod; rank: number; clusters: number | 'auto'; iterations: number; tolerance: number; seed: number; variant: JdFullVariant },
+  targetErrorPercent: number | undefined, progress: (p: CompressProgress) => void, update: JdBundleUpdate,
+): Promise<Omit<BundleContent, 'createdAt' | 'baseModel'>> {
+  const { method, iterations, tolerance, seed, variant } = req;
+  let rank = req.rank;
+  let clusterCount = req.clusters === 'auto' ? 1 : req.clusters;
+  if (req.clusters === 'auto' && method !== 'svd') {
+    progress({ stage: 'choosing', done: 0, total: 1, message: `choosing rank and clusters for ${targetErrorPercent}% mean error` });
+    const choice = await chooseRankAndClusters(kernels, slots, { method, targetErrorPercent: targetErrorPercent as number, maxRank: req.rank, iterations, tolerance, seed });
+    rank = choice.rank;
+    clusterCount = choice.clusters;
+  }
+
+  let fits: ClusterFit[];
+  let assignment: number[];
+  if (method === 'svd') {
+    // Each adapter is its own cluster: JD of one adapter is its truncated SVD (Eckart–Young).
+    const perSlot: SlotResult[] = [];
+    for (const [s, slot] of slots.entries()) {
+      progress({ stage: 'compressing', done: s, total: slots.length, message: `SVD of module ${slot.name}` });
+      perSlot.push(await perAdapterSvd(kernels, slot, rank));
+    }
+    assignment = loaded.map((_, i) => i);
+    fits = loaded.map((_, i) => ({ members: [i], slots: perSlot.map((res, s) => sliceSvd(res, i, slots[s] as Slot)) }));
+  } else {
+    progress({ stage: 'compressing', done: 0, total: slots.length, message: `${method} rank ${rank}, ${clusterCount} cluster(s), ${slots.length} module slots` });
+    const res = await clusterAdapters(kernels, slots, {
+      method, clusters: clusterCount, rank, iterations, tolerance, seed, variant,
+      onRound: (round, changed) => progress({ stage: 'compressing', done: round, total: 10, message: `clustering round ${round}: ${changed} adapter(s) moved` }),
     });
+    fits = res.clusters;
+    assignment = res.assignment;
+  }
+
+  const settings: JdBundleSettings = { method, rank, clusters: fits.length, iterations, tolerance, seed, variant, targetErrorPercent: targetErrorPercent ?? null };
+  const moduleRank = (s: number): number => (fits[0]?.slots[s] as SlotResult).rank;
+  const adapters: BundleAdapter[] = loaded.map(({ name, adapter, sha256, configSha256 }, i) => {
+    const fit = fits[assignment[i] as number] as ClusterFit;
+    const j = fit.members.indexOf(i);
+    return {
+      name, sha256, configSha256, cluster: assignment[i] as number,
+      modules: modules.map((mod, s) => {
+        const lm = adapter.modules.get(mod.name);
+        return { error: (fit.slots[s] as SlotResult).errors[j] as number, norm: (slots[s] as Slot).norms[i] as number, scaling: lm?.scaling ?? 0, rank: lm?.rank ?? 0 };
+      }),
+      sigma: modules.map((_, s) => {
+        const size = sigmaSize(method, moduleRank(s));
+        return (fit.slots[s] as SlotResult).sigma.slice(j * size, (j + 1) * size);
+      }),
+    };
   });
-  const mean = (xs: number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
-  const adapterMean = errors.map((e) => mean(Object.values(e)));
-  const moduleRank = (slot: Slot): number => (fits[0]?.slots[slots.indexOf(slot)] as SlotResult).rank;
-  const parameters = countParameters(settings.method, fits.length, slots.map((s) => ({ m: s.m, k: s.k, rank: moduleRank(s), ranks: s.ranks })));
-  const clusters = fits.map((fit, id) => ({ id, size: fit.members.length, rank: settings.rank, meanErrorPercent: 100 * mean(fit.members.map((i) => adapterMean[i] as number)) }));
-  const adapters: JdBundleAdapter[] = loaded.map(({ name, adapter, sha256, configSha256 }, i) => ({
-    name,
-    cluster: assignment[i] as number,
-    sha256,
-    configSha256,
-    modules: Object.fromEntries(slots.map((slot) => {
-      const lm = adapter.modules.get(slot.name);
-      return [slot.name, { error: (errors[i] as Record<string, number>)[slot.name] as number, norm: slot.norms[i] as number, scaling: lm?.scaling ?? 0, rank: lm?.rank ?? 0 }];
-    })),
-  }));
-  const revision = bundleRevision(loaded, settings);
-  const manifest: JdBundleManifest = {
-    format: JD_BUNDLE_FORMAT,
-    formatVersion: JD_BUNDLE_VERSION,
-    revision,
-    createdAt: (opts.now ?? (() => new Date()))().toISOString(),
-    baseModel: opts.baseModel ?? loaded[0]?.adapter.config.baseModelNameOrPath ?? null,
-    settings,
-    modules: slots.map((s) => ({ name: s.name, outFeatures: s.m, inFeatures: s.k, rank: moduleRank(s) })),
-    clusters: clusters.map(({ id, size, meanErrorPercent }) => ({ id, size, meanErrorPercent })),
-    adapters,
-    parameters: { original: parameters.original, compressed: parameters.compressed, savedRatio: parameters.savedRatio, perAdapterSavedRatio: parameters.perAdapterSavedRatio },
-  };
-  await writeJdBundle(opts.output, { manifest, tensors });
+  // SVD is direct (no iterations), so only the joint methods report convergence.
+  const convergence = method === 'svd' ? [] : fits.flatMap((fit, c) => fit.slots.map((res, s) => ({ module: (modules[s] as ModuleShape).name, cluster: c, iterations: res.iterations, converged: res.converged, objective: res.objective, history: res.history })));
   return {
-    revision,
-    output: opts.output,
-    method: settings.method,
-    rank: settings.rank,
-    clusters,
-    adapters: loaded.map(({ name }, i) => ({ name, cluster: assignment[i] as number, meanErrorPercent: 100 * (adapterMean[i] as number), errors: errors[i] as Record<string, number> })),
-    meanErrorPercent: 100 * mean(adapterMean),
-    parameters,
+    settings,
+    modules: modules.map((mod, s) => ({ name: mod.name, m: mod.out, k: mod.in, rank: moduleRank(s) })),
+    bases: fits.map((fit) => fit.slots.map((res) => ({ U: res.U, V: res.V }))),
+    adapters,
     convergence,
+    update,
   };
 }
 
@@ -192,44 +193,6 @@ async function writeBundle(opts: CompressOptions, loaded: ReadonlyArray<{ name: 
 function sliceSvd(res: SlotResult, i: number, slot: Slot): SlotResult {
   const r = res.rank;
   return { ...res, U: res.U.slice(i * slot.m * r, (i + 1) * slot.m * r), V: res.V.slice(i * slot.k * r, (i + 1) * slot.k * r), sigma: res.sigma.slice(i * r, (i + 1) * r), errors: res.errors.slice(i, i + 1) };
-}
-
-async function sha256File(path: string, adapter: string): Promise<string> {
-  try {
-    return createHash('sha256').update(await fsp.readFile(path)).digest('hex');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(`adapter ${adapter}: ${path}: ${code === 'ENOENT' ? 'file not found' : (err as Error).message}`);
-  }
-}
-
-async function loadOne(name: string, dir: string): Promise<{ name: string; adapter: LoraAdapter; sha256: string; configSha256: string }> {
-  const sha256 = await sha256File(join(dir, ADAPTER_WEIGHTS), name);
-  const configSha256 = await sha256File(join(dir, ADAPTER_CONFIG), name);
-  try {
-    return { name, adapter: await loadLoraAdapter(dir), sha256, configSha256 };
-  } catch (err) {
-    throw new Error(`adapter ${name}: ${(err as Error).message}`);
-  }
-}
-
-/** Same module set and shapes in every adapter (ranks may differ); errors name adapter and module. */
-function checkCompatible(loaded: ReadonlyArray<{ name: string; adapter: LoraAdapter }>): Array<{ name: string; out: number; in: number }> {
-  const first = loaded[0] as { name: string; adapter: LoraAdapter };
-  const ref = [...first.adapter.modules.values()].map((m) => ({ name: m.name, out: m.B.shape[0] as number, in: m.A.shape[1] as number })).sort((a, b) => (a.name < b.name ? -1 : 1));
-  for (const { name, adapter } of loaded.slice(1)) {
-    for (const mod of ref) {
-      const lm = adapter.modules.get(mod.name);
-      if (!lm) throw new Error(`adapter ${name} has no module ${mod.name}, which adapter ${first.name} has: all adapters must target the same modules`);
-      if (lm.B.shape[0] !== mod.out || lm.A.shape[1] !== mod.in) {
-        throw new Error(`adapter ${name}: module ${mod.name} has lora_B ${shapeToString(lm.B.shape)} and lora_A ${shapeToString(lm.A.shape)} (out×in ${lm.B.shape[0]}×${lm.A.shape[1]}), but adapter ${first.name} has ${mod.out}×${mod.in}: adapters must share a base model`);
-      }
-    }
-    for (const m of adapter.modules.keys()) {
-      if (!ref.some((r) => r.name === m)) throw new Error(`adapter ${name} has module ${m}, which adapter ${first.name} lacks: all adapters must target the same modules`);
-    }
-  }
-  return ref;
 }
 
 function checkOptions(opts: CompressOptions): void {

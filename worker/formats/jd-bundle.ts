@@ -3,7 +3,11 @@
 // bundle.safetensors (per module per cluster U [out, r] and V [in, r]; per adapter per
 // module sigma: [r, r] for jd-full, [r] for jd-diag and svd). Sigma is for the unit-norm
 // update; the serving form of adapter i is  y = W x + norm_i · U (Σ_i (Vᵀ x)).
-// `revision` hashes only the inputs and settings, so the same inputs give the same revision.
+// `revision` hashes only the inputs and settings (and, for an incremental update, the revision
+// it extends), so the same inputs give the same revision.
+// The manifest also records how each module slot's fit converged and whether this revision was
+// compressed from scratch or extended an earlier one by projection (`update`); bundles written
+// before these fields existed read back with an empty `convergence` and update path 'full'.
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
@@ -57,6 +61,35 @@ export interface JdBundleAdapter {
   modules: Record<string, JdBundleAdapterModule>;
 }
 
+/** How one module slot's fit for one cluster ended (jd-full and jd-diag; svd is direct). */
+export interface JdBundleSlotConvergence {
+  module: string;
+  cluster: number;
+  iterations: number;
+  /** True when the tolerance was met before the iteration cap. */
+  converged: boolean;
+  /** Σ_i ‖M̃_i − U Σ_i Vᵀ‖²_F over the cluster's normalized adapters. */
+  objective: number;
+}
+
+export const JD_UPDATE_PATHS = ['full', 'projected', 'recompressed'] as const;
+
+/** How this revision came to be. */
+export interface JdBundleUpdate {
+  /**
+   * full: compressed from scratch with no earlier revision to extend; projected: the earlier
+   * revision's bases kept and new adapters projected onto them; recompressed: an earlier revision
+   * existed but could not be extended (`reason` says why), so everything was compressed again.
+   */
+  path: (typeof JD_UPDATE_PATHS)[number];
+  previousRevision: string | null;
+  /** Adapters this revision added by projection (path projected). */
+  projected: string[];
+  /** The most mean reconstruction error, in percent, a projected adapter was allowed. */
+  maxErrorPercent: number | null;
+  reason: string;
+}
+
 export interface JdBundleManifest {
   format: typeof JD_BUNDLE_FORMAT;
   formatVersion: number;
@@ -68,6 +101,8 @@ export interface JdBundleManifest {
   clusters: Array<{ id: number; size: number; meanErrorPercent: number }>;
   adapters: JdBundleAdapter[];
   parameters: { original: number; compressed: number; savedRatio: number; perAdapterSavedRatio: number };
+  convergence: JdBundleSlotConvergence[];
+  update: JdBundleUpdate;
 }
 
 export interface JdBundle {
@@ -78,18 +113,29 @@ export interface JdBundle {
 export const basisKey = (module: string, cluster: number, which: 'U' | 'V'): string => `modules/${module}/clusters/${cluster}/${which}`;
 export const sigmaKey = (module: string, adapter: string): string => `modules/${module}/adapters/${adapter}/sigma`;
 
-/** sha256 over the sorted (name, digests) of the inputs and the settings; no timestamps. */
-export function bundleRevision(inputs: ReadonlyArray<{ name: string; sha256: string; configSha256: string }>, settings: JdBundleSettings): string {
+/**
+ * sha256 over the sorted (name, digests) of the inputs and the settings; no timestamps. An
+ * incremental update also hashes the revision it extends: its bases came from that revision's
+ * inputs, so the same inputs compressed from scratch are a different bundle.
+ */
+export function bundleRevision(inputs: ReadonlyArray<{ name: string; sha256: string; configSha256: string }>, settings: JdBundleSettings, previousRevision?: string): string {
   const sorted = [...inputs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map((a) => [a.name, a.sha256, a.configSha256]);
   const canon = Object.fromEntries(Object.entries(settings).sort(([a], [b]) => (a < b ? -1 : 1)));
-  return createHash('sha256').update(JSON.stringify({ format: JD_BUNDLE_VERSION, inputs: sorted, settings: canon })).digest('hex');
+  const body = { format: JD_BUNDLE_VERSION, inputs: sorted, settings: canon, ...(previousRevision === undefined ? {} : { extends: previousRevision }) };
+  return createHash('sha256').update(JSON.stringify(body)).digest('hex');
+}
+
+/** What writeJdBundle wrote: the digest and size of bundle.safetensors (status.bundleDigest). */
+export interface JdBundleWritten {
+  weightsSha256: string;
+  weightsBytes: number;
 }
 
 /**
  * Writes the bundle into a fresh temp directory beside `dir`, then renames it into place; an
  * existing bundle is moved aside first and removed after, so `dir` never holds a mix.
  */
-export async function writeJdBundle(dir: string, bundle: JdBundle): Promise<void> {
+export async function writeJdBundle(dir: string, bundle: JdBundle): Promise<JdBundleWritten> {
   validateBundle(bundle, dir);
   const parent = dirname(dir);
   await fsp.mkdir(parent, { recursive: true });
@@ -98,6 +144,9 @@ export async function writeJdBundle(dir: string, bundle: JdBundle): Promise<void
   await fsp.mkdir(tmp);
   try {
     await writeSafetensors(join(tmp, JD_WEIGHTS), bundle.tensors, { format: JD_BUNDLE_FORMAT, revision: bundle.manifest.revision });
+    // Hashed from the file as written, before the rename: the digest is of these exact bytes.
+    const weights = await fsp.readFile(join(tmp, JD_WEIGHTS));
+    const written = { weightsSha256: createHash('sha256').update(weights).digest('hex'), weightsBytes: weights.length };
     await writeJsonAtomic(join(tmp, JD_MANIFEST), bundle.manifest);
     const old = join(parent, `.${basename(dir)}.old-${tag}`);
     const hadOld = await fsp.rename(dir, old).then(() => true, (err: NodeJS.ErrnoException) => {
@@ -111,6 +160,7 @@ export async function writeJdBundle(dir: string, bundle: JdBundle): Promise<void
       throw err;
     }
     if (hadOld) await fsp.rm(old, { recursive: true, force: true });
+    return written;
   } finally {
     await fsp.rm(tmp, { recursive: true, force: true });
   }
@@ -236,6 +286,12 @@ function parseManifest(raw: unknown, file: string): JdBundleManifest {
     return { name, cluster, sha256: str(o.sha256, `adapters[${i}].sha256`), configSha256: str(o.configSha256, `adapters[${i}].configSha256`), modules: parsed };
   });
   const p = obj(m.parameters, 'parameters');
+  const convergence = m.convergence === undefined ? [] : arr(m.convergence, 'convergence').map((x, i) => {
+    const o = obj(x, `convergence[${i}]`);
+    if (typeof o.converged !== 'boolean') fail(`convergence[${i}].converged`, `must be a boolean, got ${JSON.stringify(o.converged)}`);
+    return { module: str(o.module, `convergence[${i}].module`), cluster: num(o.cluster, `convergence[${i}].cluster`, true), iterations: num(o.iterations, `convergence[${i}].iterations`, true), converged: o.converged as boolean, objective: num(o.objective, `convergence[${i}].objective`) };
+  });
+  const update = m.update === undefined ? { path: 'full' as const, previousRevision: null, projected: [], maxErrorPercent: null, reason: 'written before bundles recorded their update path' } : parseUpdate(obj(m.update, 'update'), fail, str, num);
   return {
     format: JD_BUNDLE_FORMAT,
     formatVersion: JD_BUNDLE_VERSION,
@@ -247,6 +303,20 @@ function parseManifest(raw: unknown, file: string): JdBundleManifest {
     clusters,
     adapters,
     parameters: { original: num(p.original, 'parameters.original'), compressed: num(p.compressed, 'parameters.compressed'), savedRatio: num(p.savedRatio, 'parameters.savedRatio'), perAdapterSavedRatio: num(p.perAdapterSavedRatio, 'parameters.perAdapterSavedRatio') },
+    convergence,
+    update,
+  };
+}
+
+function parseUpdate(u: Record<string, unknown>, fail: (key: string, msg: string) => never, str: (x: unknown, key: string) => string, num: (x: unknown, key: string) => number): JdBundleUpdate {
+  if (!(JD_UPDATE_PATHS as readonly unknown[]).includes(u.path)) fail('update.path', `is ${JSON.stringify(u.path)}: expected one of ${JD_UPDATE_PATHS.join(', ')}`);
+  const projected = Array.isArray(u.projected) ? u.projected.map((x, i) => str(x, `update.projected[${i}]`)) : fail('update.projected', `must be an array, got ${JSON.stringify(u.projected)}`);
+  return {
+    path: u.path as JdBundleUpdate['path'],
+    previousRevision: u.previousRevision === null ? null : str(u.previousRevision, 'update.previousRevision'),
+    projected,
+    maxErrorPercent: u.maxErrorPercent === null ? null : num(u.maxErrorPercent, 'update.maxErrorPercent'),
+    reason: str(u.reason, 'update.reason'),
   };
 }
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -123,5 +124,46 @@ describe('JD bundle', function () {
     manifest.settings.method = 'jd-magic';
     await fsp.writeFile(path, JSON.stringify(manifest));
     await assert.rejects(readJdBundle(join(root, 'bundle')), /manifest\.json: settings\.method is "jd-magic": expected one of jd-full, jd-diag, svd/);
+  });
+  it('records per-slot convergence and the update path, and the summary carries the sha256 of bundle.safetensors', async () => {
+    const summary = await build('jd-diag', 'bundle');
+    const { manifest } = await readJdBundle(join(root, 'bundle'));
+    // 2 module slots × 2 clusters, each with the iterations it ran and whether it met the tolerance.
+    assert.equal(manifest.convergence.length, 4);
+    assert.deepEqual(manifest.convergence.map((c) => [c.module, c.cluster]).sort(), MODULES.flatMap((m) => [[m.name, 0], [m.name, 1]]).sort());
+    for (const c of manifest.convergence) {
+      const fresh = summary.convergence.find((x) => x.module === c.module && x.cluster === c.cluster);
+      assert.deepEqual({ ...fresh, history: undefined }, { ...c, history: undefined });
+      assert.ok(c.iterations >= 1 && c.iterations <= 10, `${c.module}/${c.cluster}: ${c.iterations} iterations`);
+      // Stopping before the cap means the tolerance was met; missing it means running to the cap.
+      if (c.iterations < 10) assert.equal(c.converged, true);
+      if (!c.converged) assert.equal(c.iterations, 10);
+    }
+    assert.deepEqual(manifest.update, { path: 'full', previousRevision: null, projected: [], maxErrorPercent: null, reason: 'incremental update not requested' });
+    const bytes = await fsp.readFile(join(root, 'bundle', JD_WEIGHTS));
+    assert.equal(summary.bundleDigest, createHash('sha256').update(bytes).digest('hex'));
+    assert.equal(summary.bundleBytes, bytes.length);
+  });
+
+  it('reads a manifest written before convergence and update were recorded as no convergence and path full', async () => {
+    await build('jd-full', 'bundle');
+    const path = join(root, 'bundle', JD_MANIFEST);
+    const manifest = JSON.parse(await fsp.readFile(path, 'utf8')) as Record<string, unknown>;
+    delete manifest.convergence;
+    delete manifest.update;
+    await fsp.writeFile(path, JSON.stringify(manifest));
+    const back = (await readJdBundle(join(root, 'bundle'))).manifest;
+    assert.deepEqual(back.convergence, []);
+    assert.equal(back.update.path, 'full');
+    assert.equal(back.update.previousRevision, null);
+  });
+
+  it('rejects an unknown update path in the manifest, listing the valid ones', async () => {
+    await build('jd-full', 'bundle');
+    const path = join(root, 'bundle', JD_MANIFEST);
+    const manifest = JSON.parse(await fsp.readFile(path, 'utf8')) as { update: { path: string } };
+    manifest.update.path = 'patched';
+    await fsp.writeFile(path, JSON.stringify(manifest));
+    await assert.rejects(readJdBundle(join(root, 'bundle')), /manifest\.json: update\.path is "patched": expected one of full, projected, recompressed/);
   });
 });
