@@ -40,6 +40,7 @@ const cases: GradCase[] = [
   { name: 'Gemm with transposed B', inputs: { a: [3, 4], b: [2, 4] }, build: ({ a, b }) => nn.gemm(a!, b!, undefined, { transB: true, alpha: 2 }) },
   { name: 'Gemm with both transposed', inputs: { a: [4, 3], b: [2, 4], c: [3, 2] }, build: ({ a, b, c }) => nn.gemm(a!, b!, c!, { transA: true, transB: true, beta: 0.5 }) },
   { name: 'Reshape reshapes the gradient back', inputs: { a: [2, 3, 4] }, build: ({ a }) => nn.reshape(a!, [4, -1]) },
+  { name: 'Flatten reshapes the gradient back', inputs: { a: [2, 3, 4] }, build: ({ a }) => nn.flatten(a!, 1) },
   { name: 'Transpose applies the inverse permutation', inputs: { a: [2, 3, 4] }, build: ({ a }) => nn.transpose(a!, [1, 2, 0]) },
   { name: 'Unsqueeze and Squeeze undo each other', inputs: { a: [3, 1, 2] }, build: ({ a }) => nn.unsqueeze(nn.squeeze(a!, [1]), [0]) },
   { name: 'Concat splits the gradient among its inputs', inputs: { a: [2, 1], b: [2, 3], c: [2, 2] }, build: ({ a, b, c }) => nn.concat([a!, b!, c!], -1) },

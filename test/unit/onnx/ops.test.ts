@@ -50,6 +50,7 @@ const cases: OpCase[] = [
     reference: (x) => ref.map(() => 1, x.a!),
   },
   { name: 'Reshape infers -1 and copies 0', inputs: { a: [2, 3, 4] }, build: (x) => nn.reshape(x.a!, [0, -1]), reference: (x) => ({ shape: [2, 12], data: x.a!.data }) },
+  { name: 'Flatten folds the axes before and from `axis` into two', inputs: { a: [2, 3, 4] }, build: (x) => nn.flatten(x.a!, 2), reference: (x) => ({ shape: [6, 4], data: x.a!.data }) },
   { name: 'Transpose permutes axes', inputs: { a: [2, 3, 4] }, build: (x) => nn.transpose(x.a!, [2, 0, 1]), reference: (x) => ref.transpose(x.a!, [2, 0, 1]) },
   { name: 'Unsqueeze then Squeeze round-trips', inputs: { a: [2, 3] }, build: (x) => nn.squeeze(nn.unsqueeze(x.a!, [0, 3]), [0]), reference: (x) => ({ shape: [2, 3, 1], data: x.a!.data }) },
   {

@@ -18,6 +18,7 @@ export const layoutRules: Record<string, GradRule> = {
   Reshape: (ctx) => [reshapeLike(ctx.grad, input(ctx, 0)), null],
   Unsqueeze: (ctx) => [reshapeLike(ctx.grad, input(ctx, 0)), null],
   Squeeze: (ctx) => [reshapeLike(ctx.grad, input(ctx, 0)), null],
+  Flatten: (ctx) => [reshapeLike(ctx.grad, input(ctx, 0))],
   Expand: (ctx) => [unbroadcast(ctx.grad, input(ctx, 0)), null],
   Transpose: (ctx) => {
     const x = input(ctx, 0);

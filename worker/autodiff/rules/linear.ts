@@ -2,7 +2,7 @@
 import { type Value } from '../../onnx/graph.js';
 import { gemm, matmul } from '../../onnx/ops/matmul.js';
 import { mul } from '../../onnx/ops/elementwise.js';
-import { reshape, reshapeLike, transpose, unsqueeze } from '../../onnx/ops/layout.js';
+import { flatten, reshapeLike, transpose, unsqueeze } from '../../onnx/ops/layout.js';
 import { attrFloat, attrInt, type GradRule, input, unbroadcast } from '../context.js';
 
 function swapLast2(x: Value): Value {
@@ -28,13 +28,12 @@ export const linearRules: Record<string, GradRule> = {
       if (a.rank === 1) da = reshapeLike(da, a);
     }
     if (ctx.needs[1]) {
-      const [k, n] = b.shape;
-      if (b.rank === 2 && a.rank >= 3 && typeof k === 'number' && typeof n === 'number') {
-        // A matrix shared by every leading index (x·Wᵀ over [B, T, K] activations): one product
-        // over the flattened rows, [K, B·T]·[B·T, N], where the batched formula would run B
-        // thin products of T rows each and ReduceSum B partial [K, N] results (measured: most
-        // of a training step's backward time at B=8, T=128).
-        db = gemm(reshape(a, [-1, k]), reshape(g, [-1, n]), undefined, { transA: true });
+      if (b.rank === 2 && a.rank >= 3) {
+        // A matrix shared by every leading index (x·Wᵀ over [B, T, K] activations, LoRA factors
+        // of symbolic rank too): one product over the flattened rows, [K, B·T]·[B·T, N], where
+        // the batched formula would run B thin products of T rows each and ReduceSum B partial
+        // [K, N] results (measured: most of a training step's backward time at B=8, T=128).
+        db = gemm(flatten(a, a.rank - 1), flatten(g, g.rank - 1), undefined, { transA: true });
       } else {
         db = unbroadcast(matmul(swapLast2(a2), g), b2);
         if (b.rank === 1) db = reshapeLike(db, b);

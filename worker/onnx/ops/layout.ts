@@ -1,5 +1,5 @@
 // Ops that move or view data without arithmetic: Reshape, Transpose, Unsqueeze, Squeeze,
-// Concat, Slice, Expand, Pad, Shape, and Range (index vectors for masks).
+// Flatten, Concat, Slice, Expand, Pad, Shape, and Range (index vectors for masks).
 import { GraphError, type Value } from '../graph.js';
 import { broadcastShapes, type Dim, dimsEqual, divideDim, formatShape, isStatic, normAxes, normAxis, productDim, type Shape } from '../shape.js';
 import { expectDType, expectSameDType } from './common.js';
@@ -153,6 +153,14 @@ export function reshapeLike(x: Value, like: Value): Value {
 /** Number of elements of x as an int64 scalar, read at run time. */
 export function sizeOf(x: Value): Value {
   return x.graph.addNode('Size', [x], {}, () => [{ dtype: 'int64', shape: [] }])[0] as Value;
+}
+
+/** 2-D view [d0·…·d(axis−1), d(axis)·…]: works with symbolic dims, where a Reshape would need them static. */
+export function flatten(x: Value, axis: number): Value {
+  return x.graph.addNode('Flatten', [x], { axis: { i: axis } }, (where) => {
+    if (!Number.isInteger(axis) || axis < 0 || axis > x.rank) throw new GraphError(`${where}: axis ${axis} must be in [0, ${x.rank}] for ${x}`);
+    return [{ dtype: x.dtype, shape: [productDim(x.shape.slice(0, axis)), productDim(x.shape.slice(axis))] }];
+  })[0] as Value;
 }
 
 /**
