@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { type V1Deployment, type V1Job } from '@kubernetes/client-node';
+import { readdirSync, readFileSync } from 'node:fs';
 import { waitFor } from '../../cluster/probe.js';
 import { session } from '../../cluster/session.js';
 import { clients } from '../helpers.js';
@@ -10,6 +11,20 @@ import { condition, startOperator, type OperatorFixture } from './fixture.js';
 import { MODULES, writeAdapters } from '../../unit/compress/fixtures.js';
 import { randomAdapters } from '../../unit/compress/builders.js';
 import { readJdBundle } from '../../../worker/formats/jd-bundle.js';
+
+/** Host processes the process node started for a pod: it sets POD_NAME in each one's environment. */
+function processesOfPod(pod: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/environ`, 'latin1').split('\0').includes(`POD_NAME=${pod}`)) pids.push(Number(entry));
+    } catch {
+      // gone already, or not ours to read
+    }
+  }
+  return pids;
+}
 
 type Obj = { metadata: { generation?: number }; status?: { revision?: string; bundleUri?: string; adapterCount?: number; parameterSavedPercent?: number; adapters?: { name: string; reconstructionErrorPercent: number }[]; conditions?: { type: string; status: string; reason: string; message: string }[]; stage?: string; observedGeneration?: number; jobName?: string; readyReplicas?: number; endpoint?: string } };
 
@@ -139,6 +154,44 @@ describe('the operator on the local control plane', function () {
     assert.deepEqual(obj!.status?.adapters?.map((a) => a.name).sort(), ['a0', 'a1', 'a2', 'a3']);
     const bundle = await readJdBundle(join(data, 'bundles', 'jd', obj!.status?.revision ?? ''));
     assert.equal(bundle.manifest.revision, obj!.status?.revision);
+  });
+
+  it('retries a worker pod that crashes, within the Job\'s backoffLimit, and still delivers the bundle', async () => {
+    const byModule = new Map(MODULES.map((m, j) => [m.name, randomAdapters(3, m.out, m.in, 2, 40 + j)]));
+    const written = await writeAdapters(join(data, 'adapters-crash'), 3, (m, i) => byModule.get(m.name)![i]!);
+    const ac = {
+      apiVersion: 'tessera.dev/v1alpha1', kind: 'AdapterCluster', metadata: { name: 'crashy', namespace: ns },
+      spec: {
+        baseModel: { uri: `file://${data}/models/tiny` },
+        adapters: written.map((a) => ({ name: a.name, uri: `file://${a.dir}` })),
+        compression: { method: 'jd-full', rank: 2, clusters: 1, iterations: 5 },
+        output: { uri: `file://${data}/bundles/crashy` },
+      },
+    };
+    assert.equal((await session().kubectl(['apply', '-f', '-'], { input: JSON.stringify(ac) })).code, 0);
+    // Kill the first worker process the moment it exists, as an OOM kill or a node fault would.
+    let victim = '';
+    await waitFor('the first worker process of AdapterCluster crashy', async () => {
+      const pods = (await clients().core.listNamespacedPod({ namespace: ns, labelSelector: 'tessera.dev/name=crashy' })).items;
+      for (const pod of pods) {
+        const pids = processesOfPod(pod.metadata?.name ?? '');
+        for (const pid of pids) process.kill(pid, 'SIGKILL');
+        if (pids.length > 0) victim = pod.metadata?.name ?? '';
+      }
+      return victim !== '';
+    }, 60_000, 20);
+    let obj: Obj | undefined;
+    await waitFor('the AdapterCluster Ready after a retry', async () => {
+      obj = await get('adapterclusters', 'crashy');
+      return condition(obj, 'Ready')?.status === 'True' && obj.status?.revision !== undefined;
+    }, 120_000);
+    const job = (await clients().batch.listNamespacedJob({ namespace: ns, labelSelector: 'tessera.dev/name=crashy' })).items[0];
+    assert.equal(job?.status?.failed, 1, 'the killed pod counted against backoffLimit');
+    assert.equal(job?.status?.succeeded, 1);
+    const pods = (await clients().core.listNamespacedPod({ namespace: ns, labelSelector: 'tessera.dev/name=crashy' })).items;
+    assert.ok(pods.some((p) => p.metadata?.name === victim && p.status?.phase === 'Failed'), 'the killed pod is Failed');
+    assert.ok(pods.some((p) => p.metadata?.name !== victim && p.status?.phase === 'Succeeded'), 'a replacement pod succeeded');
+    assert.equal(condition(obj!, 'Succeeded')?.status, 'True');
   });
 
   it('serves a LoRAServer from a Deployment and Service and reports its replicas', async () => {
