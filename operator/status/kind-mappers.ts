@@ -1,7 +1,10 @@
 // Kind-specific status mappings on top of the generic one: an AdapterCluster's completion carries
-// its bundle revision and per-adapter results, which belong in its own status fields.
+// its bundle revision, the bundle's digest and per-adapter results, which belong in its own status
+// fields.
 import { defaultStatusMapper, type StatusPatch } from './sink.js';
 import type { ObjectState } from './state.js';
+
+const SHA256_HEX = /^[a-f0-9]{64}$/;
 
 interface CompressSummaryJson {
   adapters?: { name: string; cluster: number; reconstructionErrorPercent: number }[];
@@ -13,6 +16,8 @@ function adapterClusterStatus(state: Readonly<ObjectState>): StatusPatch {
   const out = state.completion?.outputs ?? {};
   if (out.revision) status.revision = out.revision;
   if (out.bundleUri) status.bundleUri = out.bundleUri;
+  // The digest pins the bytes a LoRAServer loads; a malformed one would fail the whole patch.
+  if (out.bundleDigest && SHA256_HEX.test(out.bundleDigest)) status.bundleDigest = out.bundleDigest;
   const saved = state.metrics?.values.parameterSavedPercent;
   if (saved !== undefined && Number.isFinite(saved)) status.parameterSavedPercent = Math.round(saved * 100) / 100;
   if (out.summaryJson) {
