@@ -13,6 +13,12 @@ import type { Informer } from '../runtime/informer.js';
 
 export const FIELD_MANAGER = 'tessera-operator';
 const PLURALS: Record<string, string> = { SparseFineTune: 'sparsefinetunes', AdapterCluster: 'adapterclusters', LoRAServer: 'loraservers' };
+/**
+ * How long the CA ConfigMap published in a namespace is taken to still be there. Every reconcile
+ * asks for it; applying it each time was half of the operator's API requests when 600 objects
+ * arrived at once (bench/operator.ts). Re-applying after this long still brings back a deleted one.
+ */
+const CA_REAPPLY_MS = 60_000;
 
 /** Informer caches the reconcilers read from; their objects are frozen, and reconcilers never mutate them. */
 export interface Caches {
@@ -28,6 +34,8 @@ export class KubeDeps implements ReconcileDeps {
   private readonly custom: CustomObjectsApi;
   private readonly batch: BatchV1Api;
   private readonly core: CoreV1Api;
+  /** Namespace → when its CA ConfigMap was last applied (ms since the epoch). */
+  private readonly caApplied = new Map<string, number>();
 
   constructor(
     kubeConfig: KubeConfig, private readonly caches: Caches, readonly settings: WorkerSettings, private readonly log: Logger,
@@ -50,11 +58,14 @@ export class KubeDeps implements ReconcileDeps {
   /** The hub's CA in the workload's namespace, so worker pods can mount it. */
   async ensureCa(namespace: string): Promise<void> {
     if (!this.caBundlePem) return;
+    const applied = this.caApplied.get(namespace);
+    if (applied !== undefined && this.now().getTime() - applied < CA_REAPPLY_MS) return;
     await this.apply({
       apiVersion: 'v1', kind: 'ConfigMap',
       metadata: { name: this.settings.caConfigMap, namespace, labels: { 'app.kubernetes.io/managed-by': FIELD_MANAGER } },
       data: { 'ca.crt': this.caBundlePem },
     } as KubernetesObject);
+    this.caApplied.set(namespace, this.now().getTime());
   }
 
   async patchStatus(obj: KubernetesObject, status: Record<string, unknown>): Promise<void> {

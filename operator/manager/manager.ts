@@ -14,6 +14,7 @@ import { reconcileSparseFineTune } from '../controllers/sparsefinetune/reconcile
 import { objectKey, SharedInformer } from '../runtime/informer.js';
 import { RestClient } from '../runtime/rest.js';
 import { WorkQueue } from '../runtime/workqueue.js';
+import { adapterClustersUsing } from './dependents.js';
 import { KubeDeps } from './kube-deps.js';
 
 export interface ManagerOptions {
@@ -98,8 +99,14 @@ export class Manager {
     };
     on(this.informers.jobs, toOwner);
     on(this.informers.deployments, toOwner);
-    on(this.informers.sparseFineTunes, (obj) => {
-      for (const consumer of this.informers.adapterClusters.list(obj.metadata?.namespace)) ac.queue.add(objectKey(consumer));
+    const toAdapterClusters = (sft: SparseFineTune & KubernetesObject): void => {
+      for (const consumer of adapterClustersUsing(sft, this.informers.adapterClusters.list(sft.metadata?.namespace))) ac.queue.add(objectKey(consumer));
+    };
+    this.informers.sparseFineTunes.addEventHandler({
+      onAdd: toAdapterClusters,
+      // The old object too: a cluster it no longer enrolls into must drop its adapter.
+      onUpdate: (old, obj) => (toAdapterClusters(old), toAdapterClusters(obj)),
+      onDelete: toAdapterClusters,
     });
     on(this.informers.adapterClusters, (obj) => {
       for (const consumer of this.informers.loraServers.list(obj.metadata?.namespace)) {
