@@ -11,6 +11,7 @@ const SUITES: Record<string, string> = {
   'kernels-train': 'kernels-train.ts',
   jd: 'jd.ts',
   'jd-tasks': 'jd-tasks.ts',
+  operator: 'operator.ts',
 };
 
 const [suite, ...args] = process.argv.slice(2);
