@@ -150,7 +150,19 @@ describe('tessera-worker entry point', () => {
     assert.match(error.msg, /cannot read spec file \/nonexistent\/spec\.json/);
   });
 
-  for (const mode of ['train', 'serve']) {
+  it('fails serve on a spec file that is not a LoRAServer\'s, naming the missing field, with exit code 3', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-spec-'));
+    const spec = join(dir, 'spec.json');
+    writeFileSync(spec, JSON.stringify({ kind: 'LoRAServer', metadata: { name: 'srv', namespace: 'ns' }, spec: {} }));
+    const { code, stderr } = await runToExit('worker/main.ts', ['serve', '--spec', spec]);
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(code, 3, stderr);
+    const error = JSON.parse(stderr.trim().split('\n').at(-1) ?? '') as LogLine;
+    assert.equal(error.reason, 'SpecInvalid');
+    assert.match(error.msg, /has no spec\.baseModel\.uri/);
+  });
+
+  for (const mode of ['train']) {
     it(`fails ${mode}, whose engine is not built yet, with exit code 3 and reason NotImplemented`, async () => {
       const dir = mkdtempSync(join(tmpdir(), 'tessera-spec-'));
       const spec = join(dir, 'spec.json');

@@ -34,7 +34,19 @@ export interface ServeOptions {
   stopSignal?: Promise<void>;
 }
 
+/** The fields serve reads, present and of the right kind, or a SpecInvalid error naming the first one that is not. */
+function checkSpecFile(file: ServeSpecFile, path: string): void {
+  const missing = (field: string): never => {
+    throw new WorkloadError('SpecInvalid', `spec file ${path} has no ${field}: expected a LoRAServer spec file written by the operator`);
+  };
+  if (typeof file.metadata?.name !== 'string' || typeof file.metadata.namespace !== 'string') missing('metadata.name and metadata.namespace');
+  if (typeof file.spec?.baseModel?.uri !== 'string') missing('spec.baseModel.uri');
+  if (!Array.isArray(file.spec.adapters)) missing('spec.adapters');
+  if (typeof file.locations !== 'object' || file.locations === null) missing('locations');
+}
+
 export async function runServe(ctx: WorkloadContext<ServeSpecFile>, options: ServeOptions = {}): Promise<void> {
+  checkSpecFile(ctx.spec, ctx.specFile);
   const { spec, locations, inputs, metadata } = ctx.spec;
   const where = (uri: string): string => {
     const path = locations[uri];
