@@ -7,6 +7,7 @@ import {
 import type { Logger } from 'pino';
 import { GROUP, VERSION, type AdapterCluster, type LoRAServer, type SparseFineTune } from '../api/v1alpha1/index.js';
 import type { ReconcileDeps } from '../controllers/common/deps.js';
+import { contentHash } from '../controllers/common/hash.js';
 import type { BundleRolloutDriver } from '../controllers/loraserver/rollout.js';
 import type { WorkerSettings } from '../controllers/common/worker-pod.js';
 import type { Informer } from '../runtime/informer.js';
@@ -19,6 +20,8 @@ const PLURALS: Record<string, string> = { SparseFineTune: 'sparsefinetunes', Ada
  * arrived at once (bench/operator.ts). Re-applying after this long still brings back a deleted one.
  */
 const CA_REAPPLY_MS = 60_000;
+/** Children the operator does not watch (ConfigMaps, Services) are re-applied at least this often, like a resync. */
+const REAPPLY_MS = 10 * 60_000;
 
 /** Informer caches the reconcilers read from; their objects are frozen, and reconcilers never mutate them. */
 export interface Caches {
@@ -34,6 +37,8 @@ export class KubeDeps implements ReconcileDeps {
   private readonly custom: CustomObjectsApi;
   private readonly batch: BatchV1Api;
   private readonly core: CoreV1Api;
+  /** What apply() last sent per child, so an unchanged child is not sent again (REAPPLY_MS bounds drift we cannot watch). */
+  private readonly lastApplied = new Map<string, { hash: string; at: number; generation: number | undefined }>();
   /** Namespace → when its CA ConfigMap was last applied (ms since the epoch). */
   private readonly caApplied = new Map<string, number>();
 
@@ -51,8 +56,31 @@ export class KubeDeps implements ReconcileDeps {
     return new Date();
   }
 
+  /**
+   * Server-side apply, skipped when this exact object was applied recently and the cached child
+   * (for the kinds the operator watches) still has the generation that apply left: most
+   * reconciles are triggered by status changes and would otherwise re-send every child.
+   */
   async apply(obj: KubernetesObject): Promise<void> {
-    await this.objects.patch(obj, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+    const key = `${obj.apiVersion}/${obj.kind}/${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+    const hash = contentHash(obj, 64);
+    const last = this.lastApplied.get(key);
+    if (last && last.hash === hash && this.now().getTime() - last.at < REAPPLY_MS && this.unchangedSince(obj, last.generation)) return;
+    const result = await this.serverSideApply(obj);
+    this.lastApplied.set(key, { hash, at: this.now().getTime(), generation: result.metadata?.generation });
+  }
+
+  /** The one write apply() makes; returns the object as the API server stored it. */
+  protected async serverSideApply(obj: KubernetesObject): Promise<KubernetesObject> {
+    return this.objects.patch(obj, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+  }
+
+  /** False when the watched copy of a child shows someone changed its spec after our apply. */
+  private unchangedSince(obj: KubernetesObject, generation: number | undefined): boolean {
+    const cacheKey = `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+    const cached = obj.kind === 'Deployment' ? this.caches.deployments.get(cacheKey) : obj.kind === 'Job' ? this.caches.jobs.get(cacheKey) : undefined;
+    if (obj.kind === 'Deployment' || obj.kind === 'Job') return cached !== undefined && cached.metadata?.generation === generation;
+    return true;
   }
 
   /** The hub's CA in the workload's namespace, so worker pods can mount it. */

@@ -29,11 +29,15 @@ export interface ManagerOptions {
   onQueueDepth?: (kind: string, depth: number) => void;
   /** Called when an object of one of the three kinds is deleted (the hub forgets its state). */
   onDeleted?: (ref: { kind: string; namespace: string; name: string }) => void;
+  /** Concurrent reconciles per controller (controller-runtime's MaxConcurrentReconciles); default 4. */
+  workersPerController?: number;
   /** The status hub, through which bundle sets reach running LoRAServer replicas; without it none are rolled out. */
   hub?: RolloutHub;
 }
 
 type Custom<T> = T & KubernetesObject;
+
+const DEFAULT_WORKERS = 4;
 
 interface Controller {
   kind: string;
@@ -120,7 +124,10 @@ export class Manager {
     for (const i of all) i.start();
     await Promise.all(all.map((i) => i.waitForSync()));
     this.log.info('caches synced; controllers running');
-    this.running = this.controllers.map((c) => this.work(c));
+    // Several workers per controller: the queue never hands one key to two of them at once, and
+    // a reconcile mostly waits on the API server, so a burst of objects drains in parallel.
+    const workers = this.options.workersPerController ?? DEFAULT_WORKERS;
+    this.running = this.controllers.flatMap((c) => Array.from({ length: workers }, () => this.work(c)));
   }
 
   get synced(): boolean {

@@ -65,7 +65,8 @@ export function runStatus(obs: RunObservation): RunStatus {
     conditions = set(conditions, ConditionType.Ready, 'False', reason, message);
     return { conditions, stage: 'Failed', startTime, finished: Boolean(failed) };
   }
-  const active = (job?.status?.active ?? 0) > 0;
+  // A Pending pod counts as active in a Job; ready is what says the worker runs (older servers lack it).
+  const active = (job?.status?.ready ?? job?.status?.active ?? 0) > 0;
   const retries = job?.status?.failed ?? 0;
   conditions = set(conditions, ConditionType.Succeeded, 'Unknown', Reason.Running, '');
   conditions = set(conditions, ConditionType.Failed, 'False', Reason.Running, '');

@@ -19,6 +19,12 @@ describe('run status', () => {
     assert.equal(s.stage, 'Pending');
   });
 
+  it('says Pending while the Job\'s pod exists but is not ready yet', () => {
+    const s = runStatus({ generation: 1, job: job({ active: 1, ready: 0 }), conditions: [], stage: undefined, now });
+    assert.equal(s.stage, 'Pending');
+    assert.match(get(s.conditions, 'Progressing')?.message ?? '', /waiting for its pod/);
+  });
+
   it('keeps the stage the worker reports while its pod runs', () => {
     const s = runStatus({ generation: 1, job: job({ active: 1 }), conditions: [], stage: 'Pruning', now });
     assert.equal(s.stage, 'Pruning');

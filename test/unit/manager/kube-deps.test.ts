@@ -67,3 +67,65 @@ describe('KubeDeps.ensureCa', () => {
     assert.equal(d.applied.length, 0);
   });
 });
+
+/** KubeDeps whose server-side applies are recorded, with a Deployment cache the test fills. */
+class ApplyingDeps extends KubeDeps {
+  readonly sent: string[] = [];
+  clockMs = Date.parse('2026-01-01T00:00:00Z');
+  generation = 1;
+
+  override now(): Date {
+    return new Date(this.clockMs);
+  }
+
+  protected override async serverSideApply(obj: KubernetesObject): Promise<KubernetesObject> {
+    this.sent.push(`${obj.kind}/${obj.metadata?.name}`);
+    return { ...obj, metadata: { ...obj.metadata, generation: this.generation } };
+  }
+}
+
+describe('KubeDeps.apply', () => {
+  const cached = new Map<string, KubernetesObject>();
+  const caches = { deployments: { get: (k: string) => cached.get(k) }, jobs: { get: () => undefined } } as unknown as Caches;
+  const make = (): ApplyingDeps => {
+    const kubeConfig = new KubeConfig();
+    kubeConfig.loadFromOptions({ clusters: [{ name: 'c', server: 'https://127.0.0.1:1' }], users: [{ name: 'u' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
+    return new ApplyingDeps(kubeConfig, caches, { image: 'img', statusAddress: 'hub:9443', caConfigMap: 'tessera-ca', tokenAudience: 'tessera.dev' }, pino({ level: 'silent' }), undefined);
+  };
+  const deployment = (replicas: number): KubernetesObject => ({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'd', namespace: 'ns' }, spec: { replicas } } as KubernetesObject);
+  const service: KubernetesObject = { apiVersion: 'v1', kind: 'Service', metadata: { name: 's', namespace: 'ns' } };
+
+  it('sends an unchanged child once, and a changed one again', async () => {
+    const d = make();
+    cached.set('ns/d', { ...deployment(2), metadata: { name: 'd', namespace: 'ns', generation: 1 } });
+    await d.apply(deployment(2));
+    await d.apply(deployment(2));
+    await d.apply(service);
+    await d.apply(service);
+    assert.deepEqual(d.sent, ['Deployment/d', 'Service/s']);
+    d.generation = 2;
+    await d.apply(deployment(3));
+    assert.deepEqual(d.sent, ['Deployment/d', 'Service/s', 'Deployment/d']);
+  });
+
+  it('sends it again when the watched child was edited or deleted behind its back', async () => {
+    const d = make();
+    cached.set('ns/d', { ...deployment(2), metadata: { name: 'd', namespace: 'ns', generation: 1 } });
+    await d.apply(deployment(2));
+    cached.set('ns/d', { ...deployment(5), metadata: { name: 'd', namespace: 'ns', generation: 2 } });
+    await d.apply(deployment(2));
+    cached.delete('ns/d');
+    await d.apply(deployment(2));
+    assert.equal(d.sent.length, 3);
+  });
+
+  it('re-sends children it cannot watch after ten minutes, as a resync would', async () => {
+    const d = make();
+    await d.apply(service);
+    d.clockMs += 9 * 60_000;
+    await d.apply(service);
+    d.clockMs += 2 * 60_000;
+    await d.apply(service);
+    assert.equal(d.sent.length, 2);
+  });
+});
