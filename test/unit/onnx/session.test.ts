@@ -23,6 +23,16 @@ describe('sessions', () => {
     const a = await cache.forGraph(scaleGraph(2));
     assert.notEqual(a, await cache.forGraph(scaleGraph(3)));
     assert.notEqual(a, await cache.forGraph(scaleGraph(2), { optimization: 'basic' }));
+    assert.notEqual(a, await cache.forGraph(scaleGraph(2), { spinning: false }));
+  });
+
+  it('a session whose threads sleep instead of spinning computes the same results', async () => {
+    const s = await createSession(scaleGraph(3).toModel(), { intraOpThreads: 2, spinning: false });
+    try {
+      assert.deepEqual(Array.from((await s.run({ x: nn.tensor('float32', [2], [1, -2]) })).y?.data as Float32Array), [3, -6]);
+    } finally {
+      await s.dispose();
+    }
   });
 
   it('a disposed session leaves the cache and refuses to run', async () => {
