@@ -2,11 +2,17 @@
 // GQA 4/2 heads, ffn 704, vocab 2048, batch 8×128):
 //   (a) ORT MatMul GFLOP/s at the model's own shapes (the bar a training graph can reach);
 //   (b) training-step tokens/s and achieved GFLOP/s, full gradients and LoRA-only gradients;
-//   (c) the same step in PyTorch on CPU with the same threads, when torch is importable;
+//   (c) the same step in PyTorch on CPU with the same threads, from a venv that bench/torch-env.ts
+//       sets up once under ~/.cache/tessera (or "unavailable" with the reason it could not);
 //   (d) decode tokens/s with the KV cache at batch 1 and 32.
 // Not a timed test: it prints a table and one RESULT line. Run: npm run bench -- kernels
-// Env: THREADS (default 2), STEPS (timed training steps, default 5).
+// Env: THREADS (default 2), STEPS (timed training steps, default 5), WAIT (sleep | spin).
 // The torch steps are timed once per run; ours twice (before and after), the faster kept.
+// WAIT sets how idle worker threads wait on both sides alike: ORT's allow_spinning and
+// libgomp's OMP_WAIT_POLICY. The default, sleep, because the machine is shared: spinning
+// threads collapse when cores are oversubscribed (measured under the same load: PyTorch's full
+// step 4.95 s spinning vs 0.35 s passive; ours 0.7–1.8 s vs 0.5–1.2 s). WAIT=spin measures the
+// libraries' defaults, which an idle machine favours.
 //
 // FLOPs per token (as bench/kernels-train.ts): full = 6·N, LoRA-only = 4·N (no weight
 // gradients for the frozen base), N = parameters of the weight matrices (the embedding lookup
@@ -24,8 +30,11 @@ import { countTokens, sampleBatch } from '../worker/train/data.js';
 import { createLlamaTrainModel, type TrainModel } from '../worker/train/model-step.js';
 import { AdamW } from '../worker/train/optimizer.js';
 import { Rng } from '../worker/train/rng.js';
+import { torchPython } from './torch-env.js';
 
 const THREADS = Number(process.env.THREADS ?? 2);
+const WAIT = process.env.WAIT ?? 'sleep';
+if (WAIT !== 'sleep' && WAIT !== 'spin') throw new Error(`invalid WAIT ${JSON.stringify(WAIT)}: expected one of sleep, spin`);
 const STEPS = Number(process.env.STEPS ?? 5);
 const LORA_RANK = 16;
 const DECODE = { prompt: 32, steps: 48 };
@@ -149,15 +158,15 @@ interface TorchResult {
 
 /** (c) bench/reference/torch_train_step.py, or the reason it could not run. */
 function torchStep(): TorchResult | string {
-  const probe = spawnSync('python3', ['-c', 'import torch'], { encoding: 'utf8' });
-  if (probe.error || probe.status !== 0) return `unavailable (python3 cannot import torch: ${(probe.error?.message ?? probe.stderr.trim().split('\n').at(-1)) || 'unknown error'})`;
+  const env = torchPython();
+  if (typeof env === 'string') return `unavailable (${env})`;
   const script = join(dirname(fileURLToPath(import.meta.url)), 'reference', 'torch_train_step.py');
   const args = {
     hidden: config.hiddenSize, head_dim: config.headDim, heads: config.numAttentionHeads, kv_heads: config.numKeyValueHeads, ffn: config.intermediateSize,
     layers: config.numHiddenLayers, vocab: config.vocabSize, eps: config.rmsNormEps, rope_theta: config.ropeTheta,
     seq: SEQ, batch: BATCH, lora_rank: LORA_RANK, threads: THREADS, steps: STEPS,
   };
-  const run = spawnSync('python3', [script, JSON.stringify(args)], { encoding: 'utf8', timeout: 600_000 });
+  const run = spawnSync(env.python, [script, JSON.stringify(args)], { encoding: 'utf8', timeout: 600_000, env: { ...process.env, OMP_WAIT_POLICY: WAIT === 'spin' ? 'ACTIVE' : 'PASSIVE' } });
   if (run.status !== 0) return `unavailable (${script} exited ${run.status}: ${run.stderr.trim().split('\n').at(-1) ?? ''})`;
   return JSON.parse(run.stdout.trim().split('\n').at(-1) as string) as TorchResult;
 }
@@ -194,7 +203,7 @@ const fmt = (x: number, digits = 1): string => x.toFixed(digits);
 const pad = (cells: string[], widths: number[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[0] as number) : c.padStart(widths[i] as number))).join(' ');
 
 async function main(): Promise<void> {
-  const cache = new SessionCache({ intraOpThreads: THREADS });
+  const cache = new SessionCache({ intraOpThreads: THREADS, spinning: WAIT === 'spin' });
   const rng = new Rng(0);
   const weights = initWeights(config, () => rng.normal());
   const n = numParameters(config) - config.vocabSize * config.hiddenSize;
@@ -220,7 +229,7 @@ async function main(): Promise<void> {
   const decode32 = await decodeRate(cache, weights, 32);
   await cache.dispose();
 
-  console.log(`model: d=${config.hiddenSize}, ${config.numHiddenLayers} layers, heads ${config.numAttentionHeads}/${config.numKeyValueHeads} kv, ffn ${config.intermediateSize}, vocab ${config.vocabSize}, ${fmt(numParameters(config) / 1e6, 2)}M params; batch ${BATCH}×${SEQ}; ${THREADS} threads; ${STEPS} timed steps`);
+  console.log(`model: d=${config.hiddenSize}, ${config.numHiddenLayers} layers, heads ${config.numAttentionHeads}/${config.numKeyValueHeads} kv, ffn ${config.intermediateSize}, vocab ${config.vocabSize}, ${fmt(numParameters(config) / 1e6, 2)}M params; batch ${BATCH}×${SEQ}; ${THREADS} threads that ${WAIT} when idle; ${STEPS} timed steps`);
   console.log('\n(a) ORT MatMul at the model shapes');
   const wa = [16, 18, 10, 9];
   console.log(pad(['matmul', 'M×K×N', 'median ms', 'GFLOP/s'], wa));
