@@ -56,6 +56,12 @@ export interface TaskAdaptersOptions {
    * joint compression exploits; default false, so compressibility reflects what training learned.
    */
   sharedInit?: boolean;
+  /**
+   * Position of tasks[0] in the whole collection (default 0): adapter i of this call is adapter
+   * firstIndex + i of the collection and takes that seed, so a collection trained in parts (a
+   * cache that grows from 100 to 500 adapters) is the same as one trained at once.
+   */
+  firstIndex?: number;
   /** Directory that receives one PEFT adapter directory per task, `output/<name>`. */
   output: string;
   threads?: number;
@@ -232,8 +238,9 @@ export async function trainTaskAdapters(opts: TaskAdaptersOptions): Promise<Task
   const adapters: TaskAdapterResult[] = [];
   try {
     await mkdir(opts.output, { recursive: true });
-    for (const [index, task] of opts.tasks.entries()) {
+    for (const [local, task] of opts.tasks.entries()) {
       if (opts.signal?.aborted) break;
+      const index = (opts.firstIndex ?? 0) + local;
       const t0 = performance.now();
       const trainTokens = tok.encode(task.trainText);
       const evalTokens = tok.encode(task.evalText);
@@ -248,7 +255,7 @@ export async function trainTaskAdapters(opts: TaskAdaptersOptions): Promise<Task
           config: { steps, batchSize: opts.batchSize ?? TASK_DEFAULTS.batchSize, sequenceLength, learningRate: opts.learningRate ?? TASK_DEFAULTS.learningRate, warmupSteps: 0, weightDecay: 0, seed: seed + index },
           progressBar: opts.progressBar,
           signal: opts.signal,
-          onProgress: (p) => opts.onProgress?.({ index, name: task.name, total: opts.tasks.length }, p),
+          onProgress: (p) => opts.onProgress?.({ index: local, name: task.name, total: opts.tasks.length }, p),
         }));
         const tensor = (name: string): F32Tensor => makeTensor('F32', [...(trainModel.shapes.get(name) as readonly number[])], trainModel.params.get(name) as Float32Array);
         const pairs = targets.map((path) => ({ name: path, A: tensor(loraInputNames(path).A), B: tensor(loraInputNames(path).B) }));
@@ -264,7 +271,7 @@ export async function trainTaskAdapters(opts: TaskAdaptersOptions): Promise<Task
       const r: TaskAdapterResult = { name: task.name, dir, trainTokens: trainTokens.length, evalTokens: evalTokens.length, pplBase, pplLora, finalLoss: losses.at(-1) ?? Number.NaN, seconds: (performance.now() - t0) / 1000 };
       if (task.source !== undefined) r.source = task.source;
       adapters.push(r);
-      log.info({ task: task.name, index: index + 1, of: opts.tasks.length, pplBase: round(pplBase), pplLora: round(pplLora), seconds: round(r.seconds) }, 'trained task adapter');
+      log.info({ task: task.name, index: local + 1, of: opts.tasks.length, pplBase: round(pplBase), pplLora: round(pplLora), seconds: round(r.seconds) }, 'trained task adapter');
     }
   } finally {
     if (!opts.cache) await cache.dispose();
