@@ -1,97 +1,109 @@
-// JD compression wall time against a NumPy implementation of the same algorithms
-// (bench/reference/jd_numpy.py) on the same synthetic LoRA adapters, passed through a
-// safetensors file. Shapes: one module slot of d = 512 (m = k = 512), adapters of rank 16,
-// 10 iterations, no early stop. Not a timed test.
-// Run: npx tsx bench/jd.ts [--quick]
-import { spawnSync } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+// npm run bench -- jd: joint compression of many LoRAs, three parts.
+//  (a) Wall time of our JD-Full / JD-Diag against a NumPy implementation of the same algorithms
+//      (bench/reference/jd_numpy.py, NumPy from PyPI in a venv the bench sets up under
+//      ~/.cache/tessera) on the same synthetic adapters: n ∈ {10, 100, 500}, r ∈ {16, 64}.
+//  (b) The paper's Table 3 trade-off on real task adapters (one LoRA per Brown document on the
+//      tiny pretrained base, trained once and cached under ~/.cache/tessera/task-adapters):
+//      reconstruction error and mean relative performance vs n, method, rank and clusters, with
+//      the parameter-saved ratio.
+//  (c) A PNG of error vs parameters saved for every setting of (b).
+// Last line: RESULT jd speedup_vs_numpy=… rel_perf_100_best=… param_saved_100_best=…
+// rel_perf_500_best=… param_saved_500_best=…, "best" being the highest parameter-saved setting
+// that keeps ≥ 0.99 relative performance (when none does, the best-keeping one; a line before
+// RESULT says so).
+// Run: npm run bench -- jd [--n 100,500] [--quick] [--skip-timing] [--plot FILE.png]
+import { mkdirSync, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { jdDiag } from '../worker/compress/jd-diag.js';
-import { jdFull } from '../worker/compress/jd-full.js';
+import { pino } from 'pino';
 import { JdKernels } from '../worker/compress/kernels.js';
-import { countParameters } from '../worker/compress/params.js';
-import { gaussianArray } from '../worker/compress/random.js';
-import { packSlot, type SlotFactors } from '../worker/compress/slot.js';
-import { makeTensor, type Tensor } from '../worker/formats/tensor.js';
-import { writeSafetensors } from '../worker/formats/safetensors.js';
+import { type JdMethod } from '../worker/compress/types.js';
+import { cachedTaskAdapters, tesseraCacheDir } from '../worker/modes/task-adapter-cache.js';
+import { SessionCache } from '../worker/onnx/session.js';
+import { numpyPython } from './jd/numpy-env.js';
+import { type Marker, type Rgb, scatterPng } from './jd/plot.js';
+import { bestSetting, formatTaskRow, TASK_HEADER, taskGrid, type TaskRow, taskTable } from './jd/tasks.js';
+import { formatTimingRow, timeVsNumpy, TIMING, TIMING_HEADER } from './jd/timing.js';
 
-const here = dirname(fileURLToPath(import.meta.url));
+function flag(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? undefined : process.argv[i + 1];
+}
+
 const quick = process.argv.includes('--quick');
-const D = 512;
-const R0 = 16;
-const ITERATIONS = 10;
-const counts = quick ? [10, 100] : [10, 100, 500];
-const ranks = quick ? [16] : [16, 64];
-const methods = ['jd-full', 'jd-diag'] as const;
-
-function adapters(n: number): SlotFactors[] {
-  return Array.from({ length: n }, (_, i) => ({ A: gaussianArray(R0 * D, 2 * i + 1, 1 / Math.sqrt(D)), B: gaussianArray(D * R0, 2 * i + 2, 0.02), rank: R0, scaling: 2 }));
-}
-
-interface NumpyRun {
-  seconds: number;
-  meanError: number;
-  blas: string;
-}
-
-function numpy(file: string, method: string, rank: number): NumpyRun | string {
-  const res = spawnSync('python3', [join(here, 'reference', 'jd_numpy.py'), file, method, String(rank), String(ITERATIONS)], { encoding: 'utf8' });
-  if (res.error) return `unavailable (${res.error.message})`;
-  if (res.status !== 0) return `unavailable (${(res.stderr.trim().split('\n').at(-1) ?? 'python3 failed').slice(0, 80)})`;
-  return JSON.parse(res.stdout.trim().split('\n').at(-1) as string) as NumpyRun;
-}
+const skipTiming = process.argv.includes('--skip-timing');
+const counts = (flag('n') ?? (quick ? '100' : '100,500')).split(',').map((s) => {
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < 2 || n > 500) throw new Error(`--n takes adapter counts from 2 to 500 (Brown has 500 documents), got ${JSON.stringify(s)}`);
+  return n;
+});
+const plotPath = flag('plot') ?? join(tesseraCacheDir(), 'bench', 'jd-error-vs-saved.png');
 
 async function main(): Promise<void> {
   const kernels = new JdKernels();
-  const dir = await fsp.mkdtemp(join(tmpdir(), 'tessera-bench-jd-'));
-  const rows: string[] = [];
-  const speedups: number[] = [];
-  let blas = 'unavailable';
+  const cache = new SessionCache({ intraOpThreads: 1 });
+  const workDir = await fsp.mkdtemp(join(tmpdir(), 'tessera-bench-jd-'));
+  const log = pino({ level: 'warn' }, pino.destination({ dest: 2, sync: true }));
+  const out = (line: string): void => console.log(line);
+  let speedup = Number.NaN;
+  const rows: TaskRow[] = [];
   try {
-    for (const n of counts) {
-      const factors = adapters(n);
-      const file = join(dir, `adapters-${n}.safetensors`);
-      const tensors: Array<[string, Tensor]> = [['scaling', makeTensor('F32', [n], Float32Array.from(factors, (f) => f.scaling))]];
-      factors.forEach((f, i) => tensors.push([`A.${i}`, makeTensor('F32', [R0, D], f.A)], [`B.${i}`, makeTensor('F32', [D, R0], f.B)]));
-      await writeSafetensors(file, tensors);
-      for (const rank of ranks) {
-        for (const method of methods) {
-          const run = async (iterations: number): Promise<{ seconds: number; meanError: number }> => {
-            const t0 = process.hrtime.bigint();
-            const slot = await packSlot(kernels, 'q_proj', D, D, factors);
-            const opts = { rank, iterations, tolerance: 0, seed: 0 };
-            const res = method === 'jd-full' ? await jdFull(kernels, slot, opts) : await jdDiag(kernels, slot, opts);
-            const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-            return { seconds, meanError: res.errors.reduce((a, b) => a + b, 0) / n };
-          };
-          await run(1); // warm-up: builds and caches this shape's sessions
-          const ours = await run(ITERATIONS);
-          const np = numpy(file, method, rank);
-          const saved = countParameters(method, 1, [{ m: D, k: D, rank, ranks: factors.map((f) => f.rank) }]);
-          let npCols = `${'unavailable'.padStart(10)} ${'-'.padStart(8)} ${'-'.padStart(9)}`;
-          if (typeof np === 'string') blas = np;
-          else {
-            blas = np.blas;
-            speedups.push(np.seconds / ours.seconds);
-            npCols = `${np.seconds.toFixed(3).padStart(10)} ${(np.seconds / ours.seconds).toFixed(2).padStart(8)} ${np.meanError.toFixed(3).padStart(9)}`;
-          }
-          rows.push(`${String(n).padStart(4)} ${String(rank).padStart(4)} ${method.padEnd(8)} ${ours.seconds.toFixed(3).padStart(10)} ${npCols} ${ours.meanError.toFixed(3).padStart(9)} ${saved.perAdapterSavedRatio.toFixed(2).padStart(5)}/${saved.savedRatio.toFixed(2)}`);
-          console.error(rows.at(-1));
-        }
-      }
+    // (a) speed against NumPy
+    if (!skipTiming) {
+      const env = numpyPython();
+      const python = 'python' in env ? env.python : undefined;
+      out(`(a) JD wall time, one module slot d=${TIMING.d} (m=k=${TIMING.d}), random rank-${TIMING.r0} adapters, ${TIMING.iterations} iterations, float32 on both sides`);
+      out(`NumPy: ${'python' in env ? `${env.numpyVersion} (${env.python})` : env.unavailable}`);
+      out(TIMING_HEADER);
+      const timing = await timeVsNumpy(kernels, { counts: quick ? [10, 100] : [10, 100, 500], ranks: quick ? [16] : [16, 64], ...(python ? { python } : {}), onRow: (r) => out(formatTimingRow(r)) });
+      out(`NumPy BLAS: ${timing.blas}; speedup = NumPy seconds ÷ ours, geometric mean ${Number.isNaN(timing.speedup) ? 'unavailable' : timing.speedup.toFixed(2)}`);
+      speedup = timing.speedup;
     }
+
+    // (b) real task adapters
+    for (const n of counts) {
+      const t0 = performance.now();
+      const trained = await cachedTaskAdapters({ count: n, log, cache });
+      const helped = trained.adapters.filter((a) => a.pplLora < a.pplBase).length;
+      out('');
+      out(`(b) n=${n}: task adapters (Brown documents, rank ${trained.rank}, ${trained.targetModules.join('+')} of both layers, ${trained.steps} steps) in ${trained.output}`);
+      out(trained.trainedNow > 0
+        ? `trained ${trained.trainedNow} adapters now in ${trained.trainSeconds.toFixed(0)} s (wall, including the base model when it was missing); the rest came from the cache`
+        : `all from the cache (${((performance.now() - t0) / 1000).toFixed(1)} s); training them took ${trained.seconds.toFixed(0)} s summed over adapters when they were trained`);
+      out(`${helped}/${n} adapters lower their task's held-out perplexity (relative performance is averaged over those)`);
+      out(TASK_HEADER);
+      rows.push(...(await taskTable({ trained, settings: taskGrid(n), kernels, cache, workDir, onRow: (r) => out(formatTaskRow(r)) })));
+    }
+
+    // (c) plot
+    const color = (method: JdMethod, clusters: number): Rgb => (method === 'svd' ? [220, 40, 40] : method === 'jd-full' ? (clusters > 1 ? [150, 60, 200] : [40, 80, 220]) : clusters > 1 ? [170, 140, 20] : [30, 160, 60]);
+    const marker = (n: number): Marker => (n === 100 ? 'disc' : n === 500 ? 'ring' : 'square');
+    mkdirSync(dirname(plotPath), { recursive: true });
+    await fsp.writeFile(plotPath, scatterPng(rows.map((r) => ({ x: r.saved, y: r.error, color: color(r.method, r.clusters), marker: marker(r.n) })), {
+      xLabel: 'parameters saved', yLabel: 'reconstruction error',
+      xGuides: [0.9],
+      legend: [
+        { label: 'svd', color: color('svd', 1), marker: 'square' }, { label: 'jd-full', color: color('jd-full', 1), marker: 'square' }, { label: 'jd-full, clusters', color: color('jd-full', 2), marker: 'square' },
+        { label: 'jd-diag', color: color('jd-diag', 1), marker: 'square' }, { label: 'jd-diag, clusters', color: color('jd-diag', 2), marker: 'square' },
+        ...counts.map((n) => ({ label: `n=${n}`, color: [0, 0, 0] as Rgb, marker: marker(n) })),
+      ],
+    }));
+    out('');
+    out(`(c) plot: ${plotPath} (error vs parameters saved, one point per setting of (b); settings that save nothing are left out; dashed line at 0.9 saved)`);
   } finally {
     await kernels.dispose();
-    await fsp.rm(dir, { recursive: true, force: true });
+    await cache.dispose();
+    await fsp.rm(workDir, { recursive: true, force: true });
   }
-  console.log(`JD compression, one module slot d=${D} (m=k=${D}), random rank-${R0} adapters, ${ITERATIONS} iterations, float32 on both sides`);
-  console.log(`NumPy BLAS: ${blas}; OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? '(unset)'}`);
-  console.log(`${'n'.padStart(4)} ${'r'.padStart(4)} ${'method'.padEnd(8)} ${'ours s'.padStart(10)} ${'numpy s'.padStart(10)} ${'speedup'.padStart(8)} ${'np err'.padStart(9)} ${'our err'.padStart(9)} saved (per-adapter/total)`);
-  for (const r of rows) console.log(r);
-  const geo = speedups.length ? Math.exp(speedups.reduce((a, s) => a + Math.log(s), 0) / speedups.length) : NaN;
-  console.log(`RESULT jd speedup_vs_numpy=${speedups.length ? geo.toFixed(2) : 'unavailable'} (geometric mean over ${speedups.length} settings; errors are mean relative Frobenius)`);
+
+  const fields = [`speedup_vs_numpy=${Number.isNaN(speedup) ? 'unavailable' : speedup.toFixed(2)}`];
+  for (const n of [100, 500]) {
+    const best = counts.includes(n) ? bestSetting(rows.filter((r) => r.n === n)) : undefined;
+    if (best && !best.met) out(`n=${n}: no setting keeps 0.99 relative performance while saving parameters; best kept: ${best.row.method} rank ${best.row.rank}, ${best.row.clusters} cluster(s)`);
+    else if (best) out(`n=${n}: best = ${best.row.method} rank ${best.row.rank}, ${best.row.clusters} cluster(s), error ${best.row.error.toFixed(3)}`);
+    fields.push(`rel_perf_${n}_best=${best ? best.row.relPerf.toFixed(3) : 'skipped'}`, `param_saved_${n}_best=${best ? best.row.saved.toFixed(3) : 'skipped'}`);
+  }
+  console.log(`RESULT jd ${fields.join(' ')}`);
 }
 
 await main();
