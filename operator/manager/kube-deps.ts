@@ -1,19 +1,17 @@
 // ReconcileDeps on a real API server: reads from the informer caches, writes children with
 // server-side apply, status through /status with optimistic concurrency, and core Events.
-import {
-  BatchV1Api, CoreV1Api, CustomObjectsApi, KubernetesObjectApi, PatchStrategy, setHeaderOptions,
-  type KubeConfig, type KubernetesObject, type V1Deployment, type V1Job,
-} from '@kubernetes/client-node';
+import { BatchV1Api, CoreV1Api, type KubeConfig, type KubernetesObject, type V1Deployment, type V1Job } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { GROUP, VERSION, type AdapterCluster, type LoRAServer, type SparseFineTune } from '../api/v1alpha1/index.js';
+import type { AdapterCluster, LoRAServer, SparseFineTune } from '../api/v1alpha1/index.js';
 import type { ReconcileDeps } from '../controllers/common/deps.js';
 import { contentHash } from '../controllers/common/hash.js';
 import type { BundleRolloutDriver } from '../controllers/loraserver/rollout.js';
 import type { WorkerSettings } from '../controllers/common/worker-pod.js';
+import { applyObject, patchStatus } from '../runtime/apply.js';
 import type { Informer } from '../runtime/informer.js';
+import { RestClient } from '../runtime/rest.js';
 
 export const FIELD_MANAGER = 'tessera-operator';
-const PLURALS: Record<string, string> = { SparseFineTune: 'sparsefinetunes', AdapterCluster: 'adapterclusters', LoRAServer: 'loraservers' };
 /**
  * How long the CA ConfigMap published in a namespace is taken to still be there. Every reconcile
  * asks for it; applying it each time was half of the operator's API requests when 600 objects
@@ -33,8 +31,7 @@ export interface Caches {
 }
 
 export class KubeDeps implements ReconcileDeps {
-  private readonly objects: KubernetesObjectApi;
-  private readonly custom: CustomObjectsApi;
+  private readonly rest: RestClient;
   private readonly batch: BatchV1Api;
   private readonly core: CoreV1Api;
   /** What apply() last sent per child, so an unchanged child is not sent again (REAPPLY_MS bounds drift we cannot watch). */
@@ -46,8 +43,7 @@ export class KubeDeps implements ReconcileDeps {
     kubeConfig: KubeConfig, private readonly caches: Caches, readonly settings: WorkerSettings, private readonly log: Logger,
     private readonly caBundlePem: string | undefined, readonly rollouts?: BundleRolloutDriver,
   ) {
-    this.objects = KubernetesObjectApi.makeApiClient(kubeConfig);
-    this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.rest = new RestClient(kubeConfig);
     this.batch = kubeConfig.makeApiClient(BatchV1Api);
     this.core = kubeConfig.makeApiClient(CoreV1Api);
   }
@@ -72,7 +68,8 @@ export class KubeDeps implements ReconcileDeps {
 
   /** The one write apply() makes; returns the object as the API server stored it. */
   protected async serverSideApply(obj: KubernetesObject): Promise<KubernetesObject> {
-    return this.objects.patch(obj, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+    // Through the runtime's client: it keeps connections alive, where client-node's typed APIs open one per request.
+    return applyObject(this.rest, obj);
   }
 
   /** False when the watched copy of a child shows someone changed its spec after our apply. */
@@ -97,15 +94,8 @@ export class KubeDeps implements ReconcileDeps {
   }
 
   async patchStatus(obj: KubernetesObject, status: Record<string, unknown>): Promise<void> {
-    await this.custom.patchNamespacedCustomObjectStatus(
-      {
-        group: GROUP, version: VERSION, plural: PLURALS[obj.kind ?? ''] ?? '', namespace: obj.metadata?.namespace ?? '', name: obj.metadata?.name ?? '',
-        // resourceVersion makes this a compare-and-swap: a concurrent write by the status hub is never lost.
-        body: { metadata: { resourceVersion: obj.metadata?.resourceVersion }, status },
-        fieldManager: FIELD_MANAGER,
-      },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
+    // resourceVersion makes this a compare-and-swap: a concurrent write by the status hub is never lost.
+    await patchStatus(this.rest, obj, status);
   }
 
   async deleteJob(namespace: string, name: string): Promise<void> {

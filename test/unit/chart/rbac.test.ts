@@ -25,7 +25,7 @@ interface Use {
 }
 
 const KINDS = ['adapterclusters', 'loraservers', 'sparsefinetunes'];
-const SSA = { file: 'operator/manager/kube-deps.ts', pattern: /PatchStrategy\.ServerSideApply/ };
+const SSA = { file: 'operator/manager/kube-deps.ts', pattern: /applyObject\(this\.rest, obj\)/ };
 
 const USES: Use[] = [
   { scope: 'cluster', group: 'tessera.dev', resources: KINDS, verbs: ['list', 'watch'], code: [
@@ -33,7 +33,7 @@ const USES: Use[] = [
     { file: 'operator/manager/manager.ts', pattern: /informer<Custom<AdapterCluster>>\(api, 'AdapterCluster'\)/ },
     { file: 'operator/manager/manager.ts', pattern: /informer<Custom<LoRAServer>>\(api, 'LoRAServer'\)/ },
   ] },
-  { scope: 'cluster', group: 'tessera.dev', resources: KINDS.map((k) => `${k}/status`), verbs: ['patch'], code: [{ file: 'operator/manager/kube-deps.ts', pattern: /patchNamespacedCustomObjectStatus\(/ }] },
+  { scope: 'cluster', group: 'tessera.dev', resources: KINDS.map((k) => `${k}/status`), verbs: ['patch'], code: [{ file: 'operator/manager/kube-deps.ts', pattern: /patchStatus\(this\.rest, obj, status\)/ }] },
   { scope: 'cluster', group: 'tessera.dev', resources: KINDS.map((k) => `${k}/status`), verbs: ['get'], code: [{ file: 'operator/status/sink.ts', pattern: /getNamespacedCustomObjectStatus\(/ }] },
   { scope: 'cluster', group: 'tessera.dev', resources: KINDS.map((k) => `${k}/finalizers`), verbs: ['update'], code: [{ file: 'operator/controllers/common/worker-pod.ts', pattern: /blockOwnerDeletion: true/ }] },
   { scope: 'cluster', group: 'batch', resources: ['jobs'], verbs: ['list', 'watch'], code: [{ file: 'operator/manager/manager.ts', pattern: /informer<V1Job>\('batch\/v1', 'Job'\)/ }] },
