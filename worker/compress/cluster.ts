@@ -183,46 +183,80 @@ function features(results: readonly SlotResult[], n: number): Float64Array[] {
  * can put two centres in one group, and Lloyd's iterations never leave that local minimum — the
  * clustering rounds after it then start from a wrong grouping they cannot repair either. Seeded,
  * so runs are reproducible.
+ *
+ * The features are long (2r² per probe slot: 32,768 numbers at rank 64 over 4 slots), so every
+ * distance goes through the n×n Gram matrix of the points, computed once: a point's squared
+ * distance to a cluster mean is G_ii − 2·mean_q G_iq + mean_{q,q'} G_qq', which makes an
+ * iteration O(n²) whatever the feature length, and restarts nearly free.
  */
 export function kmeans(points: readonly Float64Array[], k: number, seed: number, iterations = 50, restarts = 10): number[] {
+  const G = gram(points);
   let best: { labels: number[]; inertia: number } | undefined;
   for (let t = 0; t < restarts; t++) {
-    const run = lloyd(points, k, seed + 7919 * t, iterations);
+    const run = lloyd(G, points.length, k, seed + 7919 * t, iterations);
     if (!best || run.inertia < best.inertia - 1e-12) best = run;
   }
   return best?.labels ?? [];
 }
 
-const dist2 = (a: Float64Array, b: Float64Array): number => a.reduce((s, x, j) => s + (x - b[j]!) ** 2, 0);
-
-function lloyd(points: readonly Float64Array[], k: number, seed: number, iterations: number): { labels: number[]; inertia: number } {
-  const rand = uniform(seed);
+function gram(points: readonly Float64Array[]): Float64Array {
   const n = points.length;
-  const centres: Float64Array[] = [Float64Array.from(points[Math.floor(rand() * n)]!)];
-  while (centres.length < k) {
-    const d = points.map((p) => Math.min(...centres.map((c) => dist2(p, c))));
-    const total = d.reduce((a, b) => a + b, 0);
-    let pick = rand() * total;
-    let idx = 0;
-    while (idx < n - 1 && pick > d[idx]!) pick -= d[idx++]!;
-    centres.push(Float64Array.from(points[idx]!));
-  }
-  const nearest = (p: Float64Array): number => {
-    let best = 0;
-    for (let c = 1; c < k; c++) if (dist2(p, centres[c]!) < dist2(p, centres[best]!)) best = c;
-    return best;
-  };
-  let labels = new Array<number>(n).fill(-1);
-  for (let it = 0; it < iterations; it++) {
-    const next = points.map(nearest);
-    if (next.every((x, i) => x === labels[i])) break;
-    labels = next;
-    for (let c = 0; c < k; c++) {
-      const mine = points.filter((_, i) => labels[i] === c);
-      if (mine.length === 0) continue;
-      centres[c] = mine[0]!.map((_, j) => mine.reduce((s, p) => s + p[j]!, 0) / mine.length);
+  const G = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    const a = points[i] as Float64Array;
+    for (let j = i; j < n; j++) {
+      const b = points[j] as Float64Array;
+      let s = 0;
+      for (let x = 0; x < a.length; x++) s += a[x]! * b[x]!;
+      G[i * n + j] = s;
+      G[j * n + i] = s;
     }
   }
-  const inertia = points.reduce((s, p, i) => s + dist2(p, centres[labels[i]!]!), 0);
-  return { labels, inertia };
+  return G;
+}
+
+function lloyd(G: Float64Array, n: number, k: number, seed: number, iterations: number): { labels: number[]; inertia: number } {
+  const rand = uniform(seed);
+  const between = (i: number, j: number): number => G[i * n + i]! - 2 * G[i * n + j]! + G[j * n + j]!;
+  // k-means++: each next seed drawn with probability proportional to its squared distance to the nearest seed so far.
+  const seeds = [Math.floor(rand() * n)];
+  const nearestSeed = Float64Array.from({ length: n }, (_, i) => between(i, seeds[0]!));
+  while (seeds.length < k) {
+    const total = nearestSeed.reduce((a, b) => a + b, 0);
+    let pick = rand() * total;
+    let idx = 0;
+    while (idx < n - 1 && pick > nearestSeed[idx]!) pick -= nearestSeed[idx++]!;
+    seeds.push(idx);
+    for (let i = 0; i < n; i++) nearestSeed[i] = Math.min(nearestSeed[i]!, between(i, idx));
+  }
+  const argmin = (score: (c: number) => number): number => {
+    let best = 0;
+    let bestScore = Infinity;
+    for (let c = 0; c < k; c++) {
+      const v = score(c);
+      if (v < bestScore) [best, bestScore] = [c, v];
+    }
+    return best;
+  };
+  let labels = Array.from({ length: n }, (_, i) => argmin((c) => between(i, seeds[c]!)));
+  // Squared distances of every point to every cluster mean, from the Gram matrix; Infinity for an empty cluster.
+  const toMeans = (assign: readonly number[]): Float64Array => {
+    const size = new Float64Array(k);
+    for (const c of assign) size[c] = size[c]! + 1;
+    const cross = new Float64Array(n * k);
+    for (let i = 0; i < n; i++) for (let q = 0; q < n; q++) cross[i * k + assign[q]!] = cross[i * k + assign[q]!]! + G[i * n + q]!;
+    const self = new Float64Array(k);
+    for (let q = 0; q < n; q++) self[assign[q]!] = self[assign[q]!]! + cross[q * k + assign[q]!]!;
+    const d = new Float64Array(n * k);
+    for (let i = 0; i < n; i++) for (let c = 0; c < k; c++) d[i * k + c] = size[c] ? G[i * n + i]! - (2 * cross[i * k + c]!) / size[c]! + self[c]! / size[c]! ** 2 : Infinity;
+    return d;
+  };
+  let d = toMeans(labels);
+  for (let it = 1; it < iterations; it++) {
+    const next = labels.map((_, i) => argmin((c) => d[i * k + c]!));
+    if (next.every((x, i) => x === labels[i])) break;
+    labels = next;
+    d = toMeans(labels);
+  }
+  return { labels, inertia: labels.reduce((s, c, i) => s + d[i * k + c]!, 0) };
 }
