@@ -6,7 +6,7 @@ import { type Basis, type JdKernels } from './kernels.js';
 import { checkRank } from './jd-full.js';
 import { gaussianArray } from './random.js';
 import { type Slot, totalEnergy } from './slot.js';
-import { choleskyUpper, hadamard, identity, pinvSym } from './small.js';
+import { choleskyUpper, hadamard, identity, invSymPsd, pinvSym } from './small.js';
 import { type JdOptions, type SlotResult } from './types.js';
 
 export async function jdDiag(kernels: JdKernels, slot: Slot, opts: JdOptions): Promise<SlotResult> {
@@ -38,11 +38,11 @@ export async function jdDiag(kernels: JdKernels, slot: Slot, opts: JdOptions): P
   while (iterations < opts.iterations && !converged) {
     const S = outerSum(sigma, n, r);
     // U = (Σ M_i V Σ_i)(Σ Σ_i VᵀV Σ_i)⁻¹ with Σ Σ_i VᵀV Σ_i = (VᵀV) ∘ Σ σ_iσ_iᵀ; a pseudo-inverse
-    // because Σ σ_iσ_iᵀ is singular whenever n < r, and the minimum-norm solution is still optimal.
+    // when that is singular (a σ column all zero), where the minimum-norm solution is still optimal.
     const sig32 = Float32Array.from(sigma);
-    const nu = await kernels.diagUpdate(slot.f, slot.g, n, slot.r0, m, k, r, V, sig32, pinvSym(hadamard(state.gv, S), r));
+    const nu = await kernels.diagUpdate(slot.f, slot.g, n, slot.r0, m, k, r, V, sig32, invSymPsd(hadamard(state.gv, S), r));
     U = { q: nu.u, R: identity(r) };
-    const nv = await kernels.diagUpdate(slot.g, slot.f, n, slot.r0, k, m, r, U, sig32, pinvSym(hadamard(nu.gram, S), r));
+    const nv = await kernels.diagUpdate(slot.g, slot.f, n, slot.r0, k, m, r, U, sig32, invSymPsd(hadamard(nu.gram, S), r));
     // Rescale: ρ = √Σ‖σ_i‖², σ /= ρ, U *= ρ; then balance ‖U‖_F and ‖V‖_F.
     const rho = Math.sqrt(dot(sigma, sigma)) || 1;
     sigma = sigma.map((x) => x / rho);
