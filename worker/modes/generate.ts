@@ -2,7 +2,7 @@
 // one decode run per new token, each feeding back the cache the previous run returned.
 // Greedy when topK is 0, else top-k sampling at a temperature from a seeded RNG, so samples
 // printed by pretrain are reproducible.
-import { buildDecodeGraph, buildPrefillGraph, type Feeds, type LlamaConfig, pastName, prefillFeeds, presentName, type WeightMap } from '../model/llama/index.js';
+import { buildDecodeGraph, buildPrefillGraph, type Feeds, type LlamaConfig, loraFeeds, type LoraWeights, pastName, prefillFeeds, presentName, type WeightMap } from '../model/llama/index.js';
 import * as nn from '../onnx/index.js';
 import { type Session, SessionCache } from '../onnx/session.js';
 import { Rng } from '../train/rng.js';
@@ -19,6 +19,8 @@ export interface GenerateOptions {
   /** Stop a row once it emits this id (the id is kept in its output). */
   eosTokenId?: number | null;
   padTokenId?: number;
+  /** One LoRA adapter applied to every prompt (the reference the serving engine is checked against). */
+  lora?: LoraWeights;
   cache?: SessionCache;
 }
 
@@ -66,8 +68,9 @@ export async function generate(opts: GenerateOptions): Promise<number[][]> {
   const cache = opts.cache ?? new SessionCache();
   const rng = new Rng(opts.seed ?? 0);
   try {
-    const prefill = await cache.forGraph(buildPrefillGraph(c, { weights: opts.weights }).graph);
-    const decode = await cache.forGraph(buildDecodeGraph(c, { weights: opts.weights }).graph);
+    const graphOpts = { weights: opts.weights, ...(opts.lora ? { lora: [...opts.lora.keys()] } : {}) };
+    const prefill = await cache.forGraph(buildPrefillGraph(c, graphOpts).graph);
+    const decode = await cache.forGraph(buildDecodeGraph(c, graphOpts).graph);
     return await decodeLoop(c, prefill, decode, opts, topK, temperature, rng);
   } finally {
     if (!opts.cache) await cache.dispose();
@@ -76,10 +79,11 @@ export async function generate(opts: GenerateOptions): Promise<number[][]> {
 
 async function decodeLoop(c: LlamaConfig, prefill: Session, decode: Session, opts: GenerateOptions, topK: number, temperature: number, rng: Rng): Promise<number[][]> {
   const { feeds, lengths } = prefillFeeds(opts.prompts, opts.padTokenId ?? 0);
+  const adapter = opts.lora ? loraFeeds(opts.lora) : {};
   const b = lengths.length;
   let mask = Array.from(feeds.attention_mask?.data as BigInt64Array, Number);
   let width = mask.length / b;
-  let out = await prefill.run(feeds);
+  let out = await prefill.run({ ...feeds, ...adapter });
   const generated: number[][] = lengths.map(() => []);
   const done = lengths.map(() => false);
   for (let step = 0; step < opts.maxNewTokens; step++) {
@@ -100,6 +104,7 @@ async function decodeLoop(c: LlamaConfig, prefill: Session, decode: Session, opt
       input_ids: nn.tensor('int64', [b, 1], BigInt64Array.from(next, BigInt)),
       position_ids: nn.tensor('int64', [b, 1], BigInt64Array.from(lengths, (len) => BigInt(len + step))),
       attention_mask: nn.tensor('int64', [b, width], BigInt64Array.from(mask, BigInt)),
+      ...adapter,
     };
     for (let l = 0; l < c.numHiddenLayers; l++) {
       for (const kv of ['key', 'value'] as const) {

@@ -9,5 +9,6 @@ export const llama: Architecture = { name: 'llama', weightSpecs, initWeights, bu
 export * from './config.js';
 export * from './feeds.js';
 export * from './graph.js';
+export { gatherInputNames, jdInputNames, MULTI_LORA_ROWS, type MultiLoraOptions } from './multi-lora.js';
 export { loraInputNames, loraMaskName, weightMaskName } from './params.js';
 export * from './weights.js';

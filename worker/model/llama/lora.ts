@@ -3,8 +3,10 @@
 //   LoRA branch              s · (x·Aᵀ)·Bᵀ                      (two thin matmuls)
 //   masked LoRA delta        x·(s · (B·A) ⊙ M_l)ᵀ               (SparsePEFT/LoSA: the delta
 //                            keeps the base's sparsity so it merges without densifying)
+//   per-row adapters         multi-lora.ts (serving: every row its own adapter)
 // A masked delta must be formed densely (out × in) because the mask acts elementwise on it.
 import * as nn from '../../onnx/index.js';
+import { multiLoraDeltas } from './multi-lora.js';
 import { type LlamaParams } from './params.js';
 
 export function linear(p: LlamaParams, path: string, x: nn.Value): nn.Value {
@@ -19,6 +21,7 @@ export function linear(p: LlamaParams, path: string, x: nn.Value): nn.Value {
     const down = nn.matmul(x, nn.transpose(lora.A, [1, 0]));
     y = nn.add(y, nn.mul(nn.matmul(down, nn.transpose(lora.B, [1, 0])), lora.scaling));
   }
+  for (const delta of multiLoraDeltas(p, path, x)) y = nn.add(y, delta);
   if (p.hasBias(path)) y = nn.add(y, p.weight(`${path}.bias`));
   return y;
 }

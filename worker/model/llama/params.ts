@@ -3,6 +3,7 @@
 // are always inputs so adapters and sparsity patterns switch without rebuilding a session.
 import * as nn from '../../onnx/index.js';
 import { allLinearPaths, type LlamaConfig } from './config.js';
+import { gatherInputNames, jdInputNames, type MultiLoraOptions } from './multi-lora.js';
 import { type WeightMap, weightSpecs } from './weights.js';
 
 export interface ParamOptions {
@@ -16,6 +17,8 @@ export interface ParamOptions {
   weightMasks?: readonly string[];
   /** Linear module paths whose LoRA delta B·A is multiplied by a mask input `${path}.lora_mask`. */
   loraMasks?: readonly string[];
+  /** Linear module paths with per-row adapter branches (serving many adapters in one batch). */
+  multiLora?: MultiLoraOptions;
 }
 
 /** Input names of a module's LoRA branch; A is [r, in], B is [out, r], scaling a float32 scalar. */
@@ -25,6 +28,19 @@ export function loraInputNames(path: string): { A: string; B: string; scaling: s
 
 export const weightMaskName = (path: string): string => `${path}.weight_mask`;
 export const loraMaskName = (path: string): string => `${path}.lora_mask`;
+
+export interface JdValues {
+  V: nn.Value;
+  U: nn.Value;
+  fold: nn.Value;
+  columns: nn.Value;
+  sigma: nn.Value;
+}
+
+export interface GatherValues {
+  A: nn.Value;
+  B: nn.Value;
+}
 
 export interface LoraValues {
   A: nn.Value;
@@ -40,6 +56,8 @@ export class LlamaParams {
   private readonly lora: ReadonlySet<string>;
   private readonly weightMasks: ReadonlySet<string>;
   private readonly loraMasks: ReadonlySet<string>;
+  private readonly jd: ReadonlySet<string>;
+  private readonly gathered: ReadonlySet<string>;
 
   constructor(
     readonly graph: nn.Graph,
@@ -61,6 +79,8 @@ export class LlamaParams {
     this.lora = checkPaths('lora', opts.lora);
     this.weightMasks = checkPaths('weightMasks', opts.weightMasks);
     this.loraMasks = checkPaths('loraMasks', opts.loraMasks);
+    this.jd = checkPaths('multiLora.jd', opts.multiLora?.jd);
+    this.gathered = checkPaths('multiLora.gather', opts.multiLora?.gather);
     for (const p of this.loraMasks) {
       if (!this.lora.has(p)) throw new Error(`loraMasks: ${p} has a LoRA mask but no LoRA branch: add it to lora`);
     }
@@ -106,6 +126,39 @@ export class LlamaParams {
       B: this.graph.input(names.B, 'float32', [out as number, r]),
       scaling: this.graph.input(names.scaling, 'float32', []),
       mask: this.loraMasks.has(path) ? this.graph.input(loraMaskName(path), 'float32', [out as number, inF as number]) : undefined,
+    };
+  }
+
+  /** A per-row int64 [B] input, created on first use and shared by every module. */
+  rowInput(name: string): nn.Value {
+    let v = this.values.get(name);
+    if (!v) this.values.set(name, (v = this.graph.input(name, 'int64', ['B'])));
+    return v;
+  }
+
+  jdBranch(path: string): JdValues | undefined {
+    if (!this.jd.has(path)) return undefined;
+    const [out, inF] = this.shapes.get(`${path}.weight`) as [number, number];
+    const names = jdInputNames(path);
+    // K (clusters × rank), R and the adapter count change with the bundle set, not the session.
+    const [k, r] = [`${path}.jd.K`, `${path}.jd.R`];
+    return {
+      V: this.graph.input(names.V, 'float32', [inF, k]),
+      U: this.graph.input(names.U, 'float32', [k, out]),
+      fold: this.graph.input(names.fold, 'float32', [k, r]),
+      columns: this.graph.input(names.columns, 'int64', [k]),
+      sigma: this.graph.input(names.sigma, 'float32', ['lora.jd.N', r, r]),
+    };
+  }
+
+  gatherBranch(path: string): GatherValues | undefined {
+    if (!this.gathered.has(path)) return undefined;
+    const [out, inF] = this.shapes.get(`${path}.weight`) as [number, number];
+    const names = gatherInputNames(path);
+    const r = `${path}.gather.R`;
+    return {
+      A: this.graph.input(names.A, 'float32', ['lora.gather.N', inF, r]),
+      B: this.graph.input(names.B, 'float32', ['lora.gather.N', r, out]),
     };
   }
 
