@@ -1,13 +1,15 @@
-// tessera-worker serve: one LoRAServer replica. Loads the base model's config, the raw adapters
-// and the bundle set the spec file names, answers HTTP on the pod IP, and takes new bundle
-// revisions as directives from the operator (load and check next to the active set, then
-// activate), so a rollout never restarts the process. Runs until SIGTERM or a stop directive.
+// tessera-worker serve: one LoRAServer replica. Loads the base model (weights in the engine
+// thread), the raw adapters and the bundle set the spec file names, answers HTTP on the pod IP
+// (OpenAI completions and chat, batched across adapters), and takes new bundle revisions as
+// directives from the operator (load and check next to the active set, then activate), so a
+// rollout never restarts the process. Runs until SIGTERM or a stop directive.
 import { basename } from 'node:path';
 import type { LoRAServerSpec } from '../../operator/api/v1alpha1/index.js';
 import type { Directive } from '../../operator/status/wire.js';
 import { readHfConfig } from '../formats/hf-config.js';
 import type { DirectiveResult } from '../report/reporter.js';
 import { AdapterStore, type BundleRef, type BundleSetRef } from '../serve/adapter-store.js';
+import { startGeneration } from '../serve/generation.js';
 import { createServeApp } from '../serve/http.js';
 import { loadAdapter, type LoadedAdapter } from './load-model.js';
 import { WorkloadError, type WorkloadContext } from './workload.js';
@@ -78,10 +80,19 @@ export async function runServe(ctx: WorkloadContext<ServeSpecFile>, options: Ser
     }
   }
 
+  const baseModelId = metadata.name || basename(baseDir);
+  const generation = await startGeneration({
+    modelDir: baseDir, store, raw: new Map([...raw].map(([name, a]) => [name, a.lora])), baseModelId, engine: spec.engine, log,
+  }).catch((err: unknown) => {
+    throw new WorkloadError('BaseModelUnreadable', `base model ${spec.baseModel.uri}: ${err instanceof Error ? err.message : String(err)}`, false, { cause: err });
+  });
+
   let draining = false;
   const app = createServeApp({
-    store, baseModelId: metadata.name || basename(baseDir), createdAt: Math.floor(Date.now() / 1000),
-    ready: () => !draining,
+    store, baseModelId, createdAt: Math.floor(Date.now() / 1000),
+    ready: () => !draining && generation.engine.alive,
+    generation: generation.deps,
+    metrics: () => generation.stats.metrics(),
   });
   const host = process.env.POD_IP || '0.0.0.0';
   const port = inputs?.port ?? DEFAULT_PORT;
@@ -91,7 +102,7 @@ export async function runServe(ctx: WorkloadContext<ServeSpecFile>, options: Ser
   const reporter = ctx.reporter;
   const report = (): void => reporter?.serving({
     loadedAdapters: store.adapterNames(), activeRevision: store.activeRevision,
-    queueDepth: 0, requestsPerSecond: 0, tokensPerSecond: 0, p50LatencyMs: 0, p99LatencyMs: 0,
+    ...generation.snapshot(),
   });
   report();
   const stats = setInterval(report, STATS_EVERY_MS);
@@ -132,6 +143,7 @@ export async function runServe(ctx: WorkloadContext<ServeSpecFile>, options: Ser
     clearInterval(stats);
     draining = true;
     await app.close();
+    await generation.close();
     log.info('stopped serving');
   }
 }

@@ -1,8 +1,12 @@
 // The replica's HTTP face, in the OpenAI API's shapes so its clients (the openai SDKs, curl,
 // LangChain) work unchanged: /v1/models lists the base model and every adapter the active
-// bundle set serves; /health is the readiness and liveness probe.
+// bundle set serves; /v1/completions and /v1/chat/completions generate (openai-routes.ts);
+// /health is the readiness and liveness probe; /metrics is for Prometheus.
 import { fastify, type FastifyInstance } from 'fastify';
 import type { AdapterStore } from './adapter-store.js';
+import { errorReply, type GenerationDeps, openAiError, registerGenerationRoutes } from './openai-routes.js';
+
+export { openAiError };
 
 export interface ServeAppOptions {
   store: AdapterStore;
@@ -12,16 +16,25 @@ export interface ServeAppOptions {
   createdAt: number;
   /** False until the initial bundles are loaded, and again while draining. */
   ready: () => boolean;
-}
-
-/** OpenAI's error body, so SDKs raise their typed errors with our message. */
-export function openAiError(message: string, type: string, code: string | null, param: string | null = null) {
-  return { error: { message, type, param, code } };
+  /** Text generation; without it the replica answers only the models routes. */
+  generation?: GenerationDeps;
+  /** Prometheus exposition text for /metrics. */
+  metrics?: () => Promise<string>;
 }
 
 export function createServeApp(opts: ServeAppOptions): FastifyInstance {
   // Logging goes through the worker's own structured logger, not fastify's per-request lines.
-  const app = fastify({ logger: false, bodyLimit: 8 * 1024 * 1024 });
+  const app = fastify({
+    logger: false,
+    bodyLimit: 8 * 1024 * 1024,
+    // No type coercion ("5" is not a max_tokens) and the bad value in the error, to name it.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, verbose: true } },
+  });
+  app.setErrorHandler(async (err, _req, reply) => {
+    const { status, body, headers } = errorReply(err);
+    if (headers) void reply.headers(headers);
+    return reply.code(status).send(body);
+  });
 
   app.get('/health', async (_req, reply) => {
     const revision = opts.store.activeRevision;
@@ -41,6 +54,12 @@ export function createServeApp(opts: ServeAppOptions): FastifyInstance {
     if (!opts.store.resolve(id)) return reply.code(404).send(openAiError(`The model \`${id}\` does not exist.`, 'invalid_request_error', 'model_not_found', 'model'));
     return { id, object: 'model', created: opts.createdAt, owned_by: 'tessera', root: opts.baseModelId, parent: opts.baseModelId };
   });
+
+  if (opts.generation) registerGenerationRoutes(app, opts.generation);
+  if (opts.metrics) {
+    const metrics = opts.metrics;
+    app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4; charset=utf-8').send(await metrics()));
+  }
 
   return app;
 }
