@@ -1,6 +1,6 @@
 // The operator as the integration tests run it: its status hub (TLS, TokenReview auth) and its
 // controllers in this process, workers as real processes on the process node, data in a temp folder.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
@@ -11,7 +11,7 @@ import { createKubeStatusHub, type StatusHub } from '../../../operator/status/in
 import { hubCredentials, TlsStore } from '../../../operator/tls/index.js';
 import { repoRoot } from '../../cluster/paths.js';
 import { session } from '../../cluster/session.js';
-import { tinyConfigJson } from '../../unit/formats/builders.js';
+import { writeTinyModel } from '../../unit/serve/fixture.js';
 import { deleteNamespace, freshNamespace } from '../helpers.js';
 
 export interface Condition {
@@ -33,18 +33,21 @@ export interface OperatorFixture {
 
 export const condition = (o: { status?: { conditions?: Condition[] } }, type: string): Condition | undefined => o.status?.conditions?.find((c) => c.type === type);
 
-/** CRDs installed, a fresh namespace, and a data folder whose `models/tiny` holds a config.json that fits the compress fixtures' modules. */
+/**
+ * CRDs installed, a fresh namespace, and a data folder whose `models/tiny` holds a tiny random
+ * checkpoint with a tokenizer (serve replicas load its weights) that fits the compress fixtures' modules.
+ */
 export async function prepareNamespace(prefix: string): Promise<{ ns: string; data: string }> {
   const crds = await session().kubectl(['apply', '--server-side', '-f', join(repoRoot, 'crds')]);
   assert.equal(crds.code, 0, crds.stderr);
   const ns = await freshNamespace(prefix);
   const data = mkdtempSync(join(tmpdir(), 'tessera-data-'));
   for (const dir of ['models/tiny', 'data', 'out', 'adapters/a', 'bundles']) mkdirSync(join(data, dir), { recursive: true });
-  writeFileSync(join(data, 'models/tiny/config.json'), JSON.stringify(tinyConfigJson()));
+  await writeTinyModel(join(data, 'models/tiny'));
   return { ns, data };
 }
 
-/** Starts hub and controllers for a fresh namespace; `models/tiny` holds a config.json that fits the compress fixtures' modules. */
+/** Starts hub and controllers for a fresh namespace; `models/tiny` is as prepareNamespace writes it. */
 export async function startOperator(prefix: string): Promise<OperatorFixture> {
   const { ns, data } = await prepareNamespace(prefix);
   const logger = pino({ level: process.env.TESSERA_TEST_VERBOSE ? 'debug' : 'silent' });
