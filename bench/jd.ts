@@ -11,7 +11,8 @@
 // rel_perf_500_best=… param_saved_500_best=…, "best" being the highest parameter-saved setting
 // that keeps ≥ 0.99 relative performance (when none does, the best-keeping one; a line before
 // RESULT says so).
-// Run: npm run bench -- jd [--n 100,500] [--quick] [--skip-timing] [--plot FILE.png]
+// Run: npm run bench -- jd [--n 100,500] [--steps 40] [--quick] [--skip-timing] [--plot FILE.png]
+// (--steps trains, and caches, a separate collection with that many optimizer steps per adapter.)
 import { mkdirSync, promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -19,6 +20,7 @@ import { pino } from 'pino';
 import { JdKernels } from '../worker/compress/kernels.js';
 import { type JdMethod } from '../worker/compress/types.js';
 import { cachedTaskAdapters, tesseraCacheDir } from '../worker/modes/task-adapter-cache.js';
+import { TASK_DEFAULTS } from '../worker/modes/task-adapters.js';
 import { SessionCache } from '../worker/onnx/session.js';
 import { numpyPython } from './jd/numpy-env.js';
 import { type Marker, type Rgb, scatterPng } from './jd/plot.js';
@@ -37,6 +39,8 @@ const counts = (flag('n') ?? (quick ? '100' : '100,500')).split(',').map((s) => 
   if (!Number.isInteger(n) || n < 2 || n > 500) throw new Error(`--n takes adapter counts from 2 to 500 (Brown has 500 documents), got ${JSON.stringify(s)}`);
   return n;
 });
+const steps = Number(flag('steps') ?? TASK_DEFAULTS.steps);
+if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps takes a positive integer (optimizer steps per task adapter), got ${JSON.stringify(flag('steps'))}`);
 const plotPath = flag('plot') ?? join(tesseraCacheDir(), 'bench', 'jd-error-vs-saved.png');
 
 async function main(): Promise<void> {
@@ -63,7 +67,7 @@ async function main(): Promise<void> {
     // (b) real task adapters
     for (const n of counts) {
       const t0 = performance.now();
-      const trained = await cachedTaskAdapters({ count: n, log, cache });
+      const trained = await cachedTaskAdapters({ count: n, steps, log, cache });
       const helped = trained.adapters.filter((a) => a.pplLora < a.pplBase).length;
       out('');
       out(`(b) n=${n}: task adapters (Brown documents, rank ${trained.rank}, ${trained.targetModules.join('+')} of both layers, ${trained.steps} steps) in ${trained.output}`);
