@@ -3,8 +3,8 @@
 // spec.compression.incremental, extends the newest revision under the output by projecting the
 // new adapters onto its bases — writes the bundle under <output>/<revision> atomically, and
 // reports progress, metrics, the new revision and its digest to the status hub.
-import { randomBytes } from 'node:crypto';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AdapterClusterSpec } from '../../operator/api/v1alpha1/index.js';
 import { latestBundle } from '../compress/incremental.js';
@@ -64,8 +64,12 @@ export async function runCompress(ctx: WorkloadContext<CompressSpecFile>): Promi
     throw new WorkloadError(err instanceof AdapterDigestError ? 'DigestMismatch' : 'AdapterUnreadable', message, false, { cause: err });
   }
   const final = join(outputRoot, summary.revision);
-  if (await stat(final).catch(() => undefined)) await rm(pending, { recursive: true, force: true });
-  else await rename(pending, final);
+  if (await stat(final).catch(() => undefined)) {
+    await rm(pending, { recursive: true, force: true });
+    // The revision names inputs and settings, not bytes: the digest must be of the file that stays.
+    const weights = await readFile(join(final, JD_WEIGHTS));
+    summary = { ...summary, bundleDigest: createHash('sha256').update(weights).digest('hex'), bundleBytes: weights.length };
+  } else await rename(pending, final);
   const bundleUri = `${spec.output.uri.replace(/\/$/, '')}/${summary.revision}`;
   ctx.log.info({ revision: summary.revision, bundle: final, meanErrorPercent: summary.meanErrorPercent, update: summary.update.path, reason: summary.update.reason, bundleDigest: summary.bundleDigest }, 'bundle written');
 

@@ -88,6 +88,17 @@ describe('the compress workload', function () {
     assert.equal(status.adapterCount, 4);
   });
 
+  it('when the revision already exists, keeps that bundle and reports the digest of its bytes', async () => {
+    const first = outputs((await run(['a0', 'a1'], { incremental: false })).reporter);
+    const weights = join(root, 'bundles', 'pool', first[COMPLETION_KEYS.revision] ?? '', JD_WEIGHTS);
+    // Stand-in for a rerun whose float rounding differs: the file on disk is what servers will hash.
+    await fsp.appendFile(weights, Buffer.from([0]));
+    const again = outputs((await run(['a0', 'a1'], { incremental: false })).reporter);
+    assert.equal(again[COMPLETION_KEYS.revision], first[COMPLETION_KEYS.revision]);
+    assert.equal(again[COMPLETION_KEYS.bundleDigest], createHash('sha256').update(await fsp.readFile(weights)).digest('hex'));
+    assert.notEqual(again[COMPLETION_KEYS.bundleDigest], first[COMPLETION_KEYS.bundleDigest]);
+  });
+
   it('reports convergence over gRPC as a summary: slots fitted, how many met the tolerance, the most iterations', async () => {
     const { reporter } = await run(['a0', 'a1', 'a2', 'a3']);
     const metrics = reporter.metricsSent.at(-1)!;
