@@ -228,6 +228,8 @@ export class PodRunner {
     );
     slot.process = proc;
     if (proc.pid !== undefined) this.ctx.started(proc.pid);
+    // The pod was stopped while this container was starting: stopContainers found no process to stop.
+    if (this.terminating) proc.signal('SIGKILL');
     slot.state = { kind: 'running', startedAt: proc.startedAt, pid: proc.pid };
     slot.started = true;
     const target = { podIP: this.podIP, container: slot.spec, env, mountNamespacePid: this.ctx.mountNamespaces ? proc.pid : undefined };

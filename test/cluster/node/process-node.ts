@@ -241,6 +241,16 @@ export class ProcessNode {
     await Promise.all([...this.runners.values()].map((r) => r.kill()));
     this.runners.clear();
     this.byName.clear();
+    // A container caught between spawn and its running state, or still in a deleted pod's grace
+    // period, has no runner slot to kill it: a stopping kubelet takes its processes down too.
+    for (const pid of this.leakedProcessGroups()) {
+      this.log('killing a pod process group that outlived its runner', { pid });
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // exited meanwhile
+      }
+    }
     await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
   }
 }
