@@ -12,6 +12,7 @@ const SUITES: Record<string, string> = {
   jd: 'jd.ts',
   'jd-tasks': 'jd-tasks.ts',
   operator: 'operator.ts',
+  serve: 'serve.ts',
 };
 
 const [suite, ...args] = process.argv.slice(2);
