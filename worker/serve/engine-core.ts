@@ -1,9 +1,10 @@
 // The batching engine: continuous (iteration-level) batching as Orca and vLLM do it. Each
 // step admits waiting sequences in arrival order while the batch has room (maxBatchSize
-// sequences, maxBatchTokens prompt tokens per prefill, kvCacheTokens reserved for prompt plus
-// max_tokens of every running sequence), prefills them together, then runs one decode step
-// for every running sequence, whatever adapter each uses (per-row adapter branches). Finished
-// sequences leave at once and their cache columns are reclaimed.
+// sequences, maxBatchTokens tokens per step counting new prompts and one per running sequence,
+// kvCacheTokens reserved for prompt plus max_tokens of every running sequence; no preemption),
+// prefills them together, then runs one decode step for every running sequence, whatever
+// adapter each uses (per-row adapter branches). Finished sequences leave at once and their
+// cache columns are reclaimed.
 //
 // A new adapter pack (a bundle revision rolled out) is switched in between batches: admission
 // is strictly first come first served, so when the oldest waiting sequence needs the new pack,
@@ -155,7 +156,9 @@ export class EngineCore {
       const first = out.length === 0 && this.active.length === 0;
       const tokens = seq.prompt.length;
       const need = tokens + seq.maxTokens;
-      if (!first && (prefillTokens + tokens > this.limits.maxBatchTokens || reserved + need > this.limits.kvCacheTokens)) break;
+      // The step also decodes one token for every running sequence.
+      const stepTokens = prefillTokens + tokens + this.active.length;
+      if (!first && (stepTokens > this.limits.maxBatchTokens || reserved + need > this.limits.kvCacheTokens)) break;
       this.waiting.shift();
       prefillTokens += tokens;
       reserved += need;

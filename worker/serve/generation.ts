@@ -29,7 +29,8 @@ export interface GenerationOptions {
   /** Raw adapters by name, as LoRA factors. */
   raw: ReadonlyMap<string, LoraWeights>;
   baseModelId: string;
-  engine?: Partial<EngineSettings>;
+  /** spec.engine; its dtype is not applied: the CPU engine computes in float32. */
+  engine?: Partial<EngineSettings> & { dtype?: string };
   intraOpThreads?: number;
   log: Logger;
 }
@@ -50,7 +51,13 @@ export async function startGeneration(opts: GenerationOptions): Promise<Generati
   await ckpt.close();
   const tokenizer = tokenizerPath ? await TextTokenizer.load(opts.modelDir) : null;
   const chat = tokenizer ? ChatTemplate.fromTokenizerConfig(tokenizer.config, `${opts.modelDir}/tokenizer_config.json`) : null;
-  const limits = { ...ENGINE_DEFAULTS, ...opts.engine };
+  const e = opts.engine ?? {};
+  const limits: EngineSettings = {
+    maxBatchTokens: e.maxBatchTokens ?? ENGINE_DEFAULTS.maxBatchTokens,
+    maxBatchSize: e.maxBatchSize ?? ENGINE_DEFAULTS.maxBatchSize,
+    kvCacheTokens: e.kvCacheTokens ?? ENGINE_DEFAULTS.kvCacheTokens,
+    maxQueue: e.maxQueue ?? ENGINE_DEFAULTS.maxQueue,
+  };
 
   // Later packs go to the engine as requests find the store's active set changed; the first
   // one goes with the engine's start (onPack is not called before the engine exists).
@@ -61,7 +68,7 @@ export async function startGeneration(opts: GenerationOptions): Promise<Generati
   const initial = adapters.nextPack();
   const started = Date.now();
   const engine = await ServingEngine.start({ modelDir: opts.modelDir, limits, pack: initial?.pack ?? null, ...(opts.intraOpThreads === undefined ? {} : { intraOpThreads: opts.intraOpThreads }) });
-  opts.log.info({ ms: Date.now() - started, adapters: initial?.info.adapters ?? 0, packBytes: initial?.info.bytes ?? 0, limits }, 'engine ready');
+  opts.log.info({ ms: Date.now() - started, adapters: initial?.info.adapters ?? 0, packBytes: initial?.info.bytes ?? 0, limits, dtype: 'float32', requestedDtype: e.dtype ?? null }, 'engine ready');
 
   const stats: ServingStats = new ServingStats({
     queuedRequests: () => engine.queued,
