@@ -10,7 +10,7 @@ import { session } from '../../cluster/session.js';
 import { randomAdapters } from '../../unit/compress/builders.js';
 import { writeAdapters } from '../../unit/compress/fixtures.js';
 import { tinyConfigJson } from '../../unit/formats/builders.js';
-import { podsOf } from '../helpers.js';
+import { clients, podsOf } from '../helpers.js';
 import { condition, startOperator, type OperatorFixture } from './fixture.js';
 
 interface ServerStatus {
@@ -162,5 +162,22 @@ describe('LoRAServer bundle rollout on the local control plane', function () {
     assert.deepEqual(asked, [], 'the other replica never saw the refused revision');
     const after = await server();
     assert.ok(settled(after.status) && after.status?.bundleRevision?.current === currentBefore);
+  });
+
+  it('garbage-collects every child of a deleted LoRAServer and AdapterCluster, and their replicas stop', async () => {
+    const pods = await replicas();
+    assert.equal((await session().kubectl(['delete', '-n', op.ns, 'loraserver/srv', 'adaptercluster/pool', '--wait=true'])).code, 0);
+    const { core, apps, batch } = clients();
+    await waitFor('the children of srv and pool to be gone', async () => {
+      const [deployments, services, configMaps, jobs, left] = await Promise.all([
+        apps.listNamespacedDeployment({ namespace: op.ns, labelSelector: 'tessera.dev/name=srv' }),
+        core.listNamespacedService({ namespace: op.ns, labelSelector: 'tessera.dev/name=srv' }),
+        core.listNamespacedConfigMap({ namespace: op.ns, labelSelector: 'tessera.dev/name in (srv,pool)' }),
+        batch.listNamespacedJob({ namespace: op.ns, labelSelector: 'tessera.dev/name=pool' }),
+        podsOf(op.ns, 'tessera.dev/name in (srv,pool)'),
+      ]);
+      return [deployments, services, configMaps, jobs].every((l) => l.items.length === 0) && left.length === 0;
+    }, 120_000);
+    for (const pod of pods) await assert.rejects(fetch(`http://${pod.status?.podIP}:8000/health`), `${pod.metadata?.name} stopped serving`);
   });
 });
