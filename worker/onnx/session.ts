@@ -37,8 +37,12 @@ export interface Session {
   readonly key: string;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
-  /** Runs the graph; `fetch` limits which outputs are computed (default: all). */
-  run(feeds: Readonly<Record<string, Tensor>>, fetch?: readonly string[]): Promise<Record<string, Tensor>>;
+  /**
+   * Runs the graph; `fetch` limits which outputs are computed (default: all). Outputs named in
+   * `into` are written into those tensors (their dims must be what the graph produces), so a
+   * caller that reuses buffers across runs allocates and copies nothing for them.
+   */
+  run(feeds: Readonly<Record<string, Tensor>>, fetch?: readonly string[], into?: Readonly<Record<string, Tensor>>): Promise<Record<string, Tensor>>;
   dispose(): Promise<void>;
 }
 
@@ -80,17 +84,23 @@ class OrtSession implements Session {
     return this.inner.outputNames;
   }
 
-  async run(feeds: Readonly<Record<string, Tensor>>, fetch?: readonly string[]): Promise<Record<string, Tensor>> {
+  async run(feeds: Readonly<Record<string, Tensor>>, fetch?: readonly string[], into?: Readonly<Record<string, Tensor>>): Promise<Record<string, Tensor>> {
     if (this.disposed) throw new Error(`session ${this.key.slice(0, 12)} was disposed`);
     if (this.specs) checkFeeds(this.specs, feeds);
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.dtype, t.data, [...t.dims]);
-    for (const name of fetch ?? []) {
+    for (const name of [...(fetch ?? []), ...Object.keys(into ?? {})]) {
       if (!this.inner.outputNames.includes(name)) throw new Error(`unknown output ${name}: expected one of ${this.inner.outputNames.join(', ')}`);
     }
-    const result = fetch ? await this.inner.run(ortFeeds, [...fetch]) : await this.inner.run(ortFeeds);
+    let result: ort.InferenceSession.OnnxValueMapType;
+    if (into) {
+      const fetches: Record<string, ort.Tensor | null> = {};
+      for (const name of fetch ?? this.inner.outputNames) fetches[name] = null;
+      for (const [name, t] of Object.entries(into)) fetches[name] = new ort.Tensor(t.dtype, t.data, [...t.dims]);
+      result = await this.inner.run(ortFeeds, fetches);
+    } else result = fetch ? await this.inner.run(ortFeeds, [...fetch]) : await this.inner.run(ortFeeds);
     const out: Record<string, Tensor> = {};
-    for (const [name, t] of Object.entries(result)) out[name] = fromOrt(name, t);
+    for (const [name, t] of Object.entries(result)) out[name] = into?.[name] ?? fromOrt(name, t);
     return out;
   }
 

@@ -3,6 +3,12 @@
 // contiguously at the right end (left padding), which is what the graphs' window masks assume,
 // so sequences joining from a prefill are right-aligned into the wider of the two widths, and
 // when sequences leave, the columns no remaining row attends to are cut from the left.
+//
+// A decode step reads the cache and writes it grown by one column. Both live in buffers kept
+// across steps (the step writes into the spare one, then the two swap), with room for a few
+// more columns: ORT writes the grown cache straight into it, so a step allocates and copies
+// nothing on this side, where returning fresh outputs would copy the whole cache into new
+// buffers and leave the old ones to the garbage collector.
 import { pastName, presentName } from '../model/llama/index.js';
 import * as nn from '../onnx/index.js';
 
@@ -17,8 +23,13 @@ export interface LayerCache {
   value: Float32Array;
 }
 
+/** Columns of room a buffer gets beyond the width it is allocated for. */
+const HEADROOM = 32;
+
 export class KvBatch {
+  /** Buffers of at least n·kvHeads·w·headDim floats; the cache is their prefix. */
   private caches: LayerCache[] = [];
+  private spare: LayerCache[] = [];
   private mask = new Uint8Array(0);
   private n = 0;
   private w = 0;
@@ -38,11 +49,11 @@ export class KvBatch {
     const incoming = this.readLayers(outputs, presentName, rows, width);
     const total = this.n + rows;
     const wide = Math.max(this.w, width);
-    const next = this.allocate(total, wide);
+    const next = this.allocate(total, wide + HEADROOM);
     const nextMask = new Uint8Array(total * wide);
     this.copyRows(this.caches, this.mask, this.w, rangeOf(this.n), next, nextMask, wide, 0, 0);
     this.copyRows(incoming, Uint8Array.from(mask), width, rangeOf(rows), next, nextMask, wide, this.n, 0);
-    [this.caches, this.mask, this.n, this.w] = [next, nextMask, total, wide];
+    [this.spare, this.caches, this.mask, this.n, this.w] = [this.caches, next, nextMask, total, wide];
   }
 
   /** Keeps these rows, in this order, and drops the leading columns none of them attends to. */
@@ -54,27 +65,29 @@ export class KvBatch {
       lead = Math.min(lead, first < 0 ? this.w : first);
     }
     const wide = rows.length === 0 ? 0 : this.w - lead;
-    const next = this.allocate(rows.length, wide);
+    const next = this.allocate(rows.length, wide + HEADROOM);
     const nextMask = new Uint8Array(rows.length * wide);
     this.copyRows(this.caches, this.mask, this.w, rows, next, nextMask, wide, 0, lead);
-    [this.caches, this.mask, this.n, this.w] = [next, nextMask, rows.length, wide];
+    [this.spare, this.caches, this.mask, this.n, this.w] = [this.caches, next, nextMask, rows.length, wide];
   }
 
   /** past.* and attention_mask [rows, width + 1] for a decode step (the new token attends to itself). */
   decodeFeeds(): Record<string, nn.Tensor> {
-    const { kvHeads, headDim } = this.layout;
-    const feeds: Record<string, nn.Tensor> = {};
-    this.caches.forEach((c, l) => {
-      feeds[pastName(l, 'key')] = nn.tensor('float32', [this.n, kvHeads, this.w, headDim], c.key);
-      feeds[pastName(l, 'value')] = nn.tensor('float32', [this.n, kvHeads, this.w, headDim], c.value);
-    });
+    const feeds = this.views(this.caches, pastName, this.w);
     feeds.attention_mask = nn.tensor('int64', [this.n, this.w + 1], this.grownMask());
     return feeds;
   }
 
-  /** Takes a decode step's present.* outputs as the cache: one more column, attended by every row. */
-  advance(outputs: Readonly<Record<string, nn.Tensor>>): void {
-    this.caches = this.readLayers(outputs, presentName, this.n, this.w + 1);
+  /** Where the decode step writes present.* (the cache grown by one column): the spare buffers. */
+  decodeOutputs(): Record<string, nn.Tensor> {
+    const need = this.n * this.layout.kvHeads * (this.w + 1) * this.layout.headDim;
+    if (this.spare.length === 0 || (this.spare[0] as LayerCache).key.length < need) this.spare = this.allocate(this.n, this.w + 1 + HEADROOM);
+    return this.views(this.spare, presentName, this.w + 1);
+  }
+
+  /** After a decode step wrote into decodeOutputs(): one more column, attended by every row. */
+  advance(): void {
+    [this.caches, this.spare] = [this.spare, this.caches];
     const grown = new Uint8Array(this.n * (this.w + 1));
     for (let r = 0; r < this.n; r++) {
       grown.set(this.mask.subarray(r * this.w, (r + 1) * this.w), r * (this.w + 1));
@@ -89,6 +102,18 @@ export class KvBatch {
       for (let c = 0; c < this.w; c++) out[r * (this.w + 1) + c] = BigInt(this.mask[r * this.w + c] as number);
       out[r * (this.w + 1) + this.w] = 1n;
     }
+    return out;
+  }
+
+  private views(layers: readonly LayerCache[], name: (l: number, kv: 'key' | 'value') => string, width: number): Record<string, nn.Tensor> {
+    const { kvHeads, headDim } = this.layout;
+    const dims = [this.n, kvHeads, width, headDim];
+    const count = this.n * kvHeads * width * headDim;
+    const out: Record<string, nn.Tensor> = {};
+    layers.forEach((c, l) => {
+      out[name(l, 'key')] = nn.tensor('float32', dims, c.key.subarray(0, count));
+      out[name(l, 'value')] = nn.tensor('float32', dims, c.value.subarray(0, count));
+    });
     return out;
   }
 

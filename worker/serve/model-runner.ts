@@ -79,14 +79,15 @@ export class ModelRunner {
   async decode(tokens: readonly number[], positions: readonly number[], routes: readonly AdapterRoute[], kv: KvBatch): Promise<Float32Array> {
     const run = this.ready();
     const b = tokens.length;
-    const out = await run.sessions.decode.run({
+    const feeds = {
       input_ids: nn.tensor('int64', [b, 1], BigInt64Array.from(tokens, BigInt)),
       position_ids: nn.tensor('int64', [b, 1], BigInt64Array.from(positions, BigInt)),
       ...kv.decodeFeeds(),
       ...run.feeds,
       ...this.rowFeeds(run.sessions, routes),
-    });
-    kv.advance(out);
+    };
+    const out = await run.sessions.decode.run(feeds, undefined, kv.decodeOutputs());
+    kv.advance();
     return logitsOf(out);
   }
 

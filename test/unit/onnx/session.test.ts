@@ -35,6 +35,16 @@ describe('sessions', () => {
     }
   });
 
+  it('writes an output into a tensor the caller provides, a view of a larger buffer included', async () => {
+    const s = await cache.forGraph(scaleGraph(2));
+    const buffer = new Float32Array(8).fill(-1);
+    const y = nn.tensor('float32', [3], buffer.subarray(0, 3));
+    const out = await s.run({ x: nn.tensor('float32', [3], [1, 2, 3]) }, undefined, { y });
+    assert.equal(out.y, y);
+    assert.deepEqual(Array.from(buffer), [2, 4, 6, -1, -1, -1, -1, -1]);
+    await assert.rejects(s.run({ x: nn.tensor('float32', [1], [1]) }, undefined, { z: y }), /unknown output z: expected one of y/);
+  });
+
   it('a disposed session leaves the cache and refuses to run', async () => {
     const a = await cache.forGraph(scaleGraph(5));
     const before = cache.size;
