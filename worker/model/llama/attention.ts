@@ -91,8 +91,15 @@ export function attention(p: LlamaParams, layer: number, inp: AttentionInputs): 
 
   // [B, T, H, hd] → [B, T, kvH, group, hd] → [B, kvH, group, T, hd]; scaled before the product.
   const qg = nn.transpose(nn.reshape(nn.mul(q, 1 / Math.sqrt(hd)), [0, 0, kvHeads, group, hd]), [0, 2, 3, 1, 4]);
-  const kT = nn.unsqueeze(nn.transpose(keys, [0, 1, 3, 2]), [2]); // [B, kvH, 1, hd, S]
-  const scores = nn.add(nn.matmul(qg, kT), inp.mask); // [B, kvH, group, T, S]
+  let raw: nn.Value; // [B, kvH, group, T, S]
+  if (inp.past) {
+    // With a cache, K·qᵀ reads the keys in their own layout; q·Kᵀ would transpose (copy) the
+    // whole cache at every decode step, while transposing q and the scores touches only T rows.
+    raw = nn.transpose(nn.matmul(nn.unsqueeze(keys, [2]), nn.transpose(qg, [0, 1, 2, 4, 3])), [0, 1, 2, 4, 3]);
+  } else {
+    raw = nn.matmul(qg, nn.unsqueeze(nn.transpose(keys, [0, 1, 3, 2]), [2])); // × [B, kvH, 1, hd, S]
+  }
+  const scores = nn.add(raw, inp.mask); // [B, kvH, group, T, S]
   const probs = nn.softmax(scores, -1);
   const out = nn.matmul(probs, nn.unsqueeze(values, [2])); // [B, kvH, group, T, hd]
   const merged = nn.reshape(nn.transpose(out, [0, 3, 1, 2, 4]), [0, 0, -1]); // [B, T, H·hd]
