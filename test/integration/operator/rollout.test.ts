@@ -92,6 +92,12 @@ describe('LoRAServer bundle rollout on the local control plane', function () {
     const pods = await replicas();
     assert.equal(pods.length, 2);
     for (const pod of pods) assert.deepEqual(await models(pod), ['a0', 'a1', 'srv']);
+    // A replica generates with a bundle adapter, through the OpenAI route.
+    const res = await fetch(`http://${pods[0]?.status?.podIP}:8000/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'a1', prompt: 'Hello', max_tokens: 4, temperature: 0 }) });
+    assert.equal(res.status, 200, await res.clone().text());
+    const completion = await res.json() as { choices: { finish_reason: string }[]; usage: { completion_tokens: number } };
+    assert.equal(completion.choices.length, 1);
+    assert.ok(completion.usage.completion_tokens >= 1 && completion.usage.completion_tokens <= 4);
     firstPods = new Map(pods.map((p) => [p.metadata?.name ?? '', p.metadata?.uid ?? '']));
     currentBefore = status?.bundleRevision?.current ?? '';
   });
