@@ -47,8 +47,12 @@ export class ServingEngine {
   private queuedRequests = 0;
   private dead: string | undefined;
   private runningSequences = 0;
+  /** Settles when the thread has exited, whenever that was (close() may come after a crash). */
+  private readonly exited: Promise<void>;
 
-  private constructor(private readonly worker: Worker, private readonly maxQueue: number) {}
+  private constructor(private readonly worker: Worker, private readonly maxQueue: number) {
+    this.exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  }
 
   /** Starts the engine thread and waits until the model is loaded and its sessions built. */
   static async start(opts: EngineOptions): Promise<ServingEngine> {
@@ -132,9 +136,9 @@ export class ServingEngine {
       this.post({ type: 'stop' });
       this.dead = 'the engine is stopped';
     }
-    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    // A thread stuck in a long run gets five seconds, then is terminated.
     const timer = setTimeout(() => void this.worker.terminate(), 5_000);
-    await exited;
+    await this.exited;
     clearTimeout(timer);
     this.failAll('the engine is stopped');
   }

@@ -2,6 +2,7 @@
 // as text deltas (incremental detokenization, stop strings held back and cut), and the request
 // ends with each choice's text, finish reason and token counts. The OpenAI shapes are the
 // routes' business (completions.ts); this is the mechanics both routes share.
+import { BASE_ROUTE } from './adapter-pack.js';
 import type { FinishReason } from './engine-core.js';
 import type { ServingEngine } from './engine.js';
 import { type Decoder, IncrementalDetokenizer, StopMatcher } from './detokenizer.js';
@@ -94,7 +95,7 @@ export class Generator {
         sampling: { ...req.sampling, seed: req.sampling.seed === null ? null : req.sampling.seed + j },
         stopTokenIds: req.ignoreEos ? [] : this.stopTokenIds,
         packId: req.target.kind === 'adapter' ? req.target.packId : null,
-        route: req.target.kind === 'adapter' ? req.target.route : { jdSlot: -1, jdCluster: 0, gatherSlot: -1 },
+        route: req.target.kind === 'adapter' ? req.target.route : BASE_ROUTE,
       };
     }));
     const adapter = req.target.kind === 'adapter' ? req.target.name : null;
