@@ -39,6 +39,12 @@ type Custom<T> = T & KubernetesObject;
 
 const DEFAULT_WORKERS = 4;
 
+/** The API server's 403 for creating anything in a namespace that is being deleted. */
+function namespaceTerminating(err: unknown): boolean {
+  const e = err as { code?: unknown; body?: { details?: { causes?: { reason?: string }[] } } } | null;
+  return e?.code === 403 && (e.body?.details?.causes ?? []).some((c) => c.reason === 'NamespaceTerminating');
+}
+
 interface Controller {
   kind: string;
   informer: SharedInformer<KubernetesObject>;
@@ -150,10 +156,16 @@ export class Manager {
         log.debug('reconciled');
       } catch (err) {
         const conflict = typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 409;
-        // A conflict only means the cache was behind a concurrent write: retry soon, quietly.
-        if (conflict) log.debug({ err }, 'conflict; requeued');
-        else log.error({ err }, 'reconcile failed; requeued with back-off');
-        c.queue.addRateLimited(key);
+        if (namespaceTerminating(err)) {
+          // Its namespace is being deleted, and the object with it: nothing to do, and nothing will succeed.
+          log.debug({ err }, 'namespace is terminating; not retried');
+          c.queue.forget(key);
+        } else {
+          // A conflict only means the cache was behind a concurrent write: retry soon, quietly.
+          if (conflict) log.debug({ err }, 'conflict; requeued');
+          else log.error({ err }, 'reconcile failed; requeued with back-off');
+          c.queue.addRateLimited(key);
+        }
         this.options.onReconcile?.(c.kind, 'error', Number(process.hrtime.bigint() - started) / 1e9);
       } finally {
         c.queue.done(key);
