@@ -42,6 +42,8 @@ export interface AuditEvent {
   user: { username: string };
   objectRef?: { apiGroup?: string; resource?: string; subresource?: string; namespace?: string; name?: string };
   responseStatus?: { code?: number };
+  /** e.g. authorization.k8s.io/decision: allow | forbid (an admission refusal is allowed, then 403). */
+  annotations?: Record<string, string>;
 }
 
 export class LocalControlPlane {
