@@ -82,8 +82,8 @@ YAML
 } | "$kubectl" apply -f -
 echo "== waiting for the AdapterCluster's bundle and the LoRAServer's replica"
 "$kubectl" wait -n "$NS" --for=condition=Ready adaptercluster/brown --timeout=10m
-"$kubectl" wait -n "$NS" --for=jsonpath='{.status.bundleRevision.current}' loraserver/brown-api --timeout=5m 2>/dev/null \
-  || "$kubectl" wait -n "$NS" --for=condition=Ready loraserver/brown-api --timeout=5m
+"$kubectl" wait -n "$NS" --for=jsonpath='{.status.bundleRevision.current}' loraserver/brown-api --timeout=5m
+"$kubectl" wait -n "$NS" --for=condition=Ready loraserver/brown-api --timeout=5m
 "$kubectl" get tessera -n "$NS"
 echo
 "$kubectl" get adaptercluster brown -n "$NS" -o jsonpath='{range .status.adapters[*]}{.name}{"\t"}{.reconstructionErrorPercent}{"% reconstruction error\n"}{end}'
