@@ -50,17 +50,26 @@ function masksByWindow(build: MaskFor): MaskFor {
   };
 }
 
+/**
+ * Decoder block `l`: pre-norm attention, then pre-norm MLP, each added to the residual stream.
+ * Exported so pruning can run one block alone on calibration hidden states.
+ */
+export function decoderBlock(p: LlamaParams, l: number, h: nn.Value, angles: RopeAngles, mask: nn.Value, past?: KvCache): { h: nn.Value; present: KvCache } {
+  const c = p.config;
+  const normed = rmsNorm(h, p.weight(`model.layers.${l}.input_layernorm.weight`), c.rmsNormEps);
+  const att = attention(p, l, { x: normed, angles, mask, ...(past ? { past } : {}) });
+  h = nn.add(h, att.y);
+  h = nn.add(h, mlp(p, l, rmsNorm(h, p.weight(`model.layers.${l}.post_attention_layernorm.weight`), c.rmsNormEps)));
+  return { h, present: att.present };
+}
+
 /** The decoder blocks between embedding and final norm; returns hidden states and each layer's K/V. */
 function decoderStack(p: LlamaParams, h: nn.Value, angles: RopeAngles, maskFor: MaskFor, past?: KvCache[]): { h: nn.Value; present: KvCache[] } {
-  const c = p.config;
   const present: KvCache[] = [];
-  for (let l = 0; l < c.numHiddenLayers; l++) {
-    const normed = rmsNorm(h, p.weight(`model.layers.${l}.input_layernorm.weight`), c.rmsNormEps);
-    const mask = maskFor(layerWindow(c, l));
-    const att = attention(p, l, { x: normed, angles, mask, ...(past ? { past: past[l] as KvCache } : {}) });
-    h = nn.add(h, att.y);
-    h = nn.add(h, mlp(p, l, rmsNorm(h, p.weight(`model.layers.${l}.post_attention_layernorm.weight`), c.rmsNormEps)));
-    present.push(att.present);
+  for (let l = 0; l < p.config.numHiddenLayers; l++) {
+    const block = decoderBlock(p, l, h, angles, maskFor(layerWindow(p.config, l)), past?.[l]);
+    h = block.h;
+    present.push(block.present);
   }
   return { h, present };
 }

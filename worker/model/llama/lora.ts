@@ -10,6 +10,7 @@ import { multiLoraDeltas } from './multi-lora.js';
 import { type LlamaParams } from './params.js';
 
 export function linear(p: LlamaParams, path: string, x: nn.Value): nn.Value {
+  p.noteLinearInput(path, x);
   let w = p.linearWeight(path);
   const lora = p.loraBranch(path);
   if (lora?.mask) {

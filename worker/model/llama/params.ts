@@ -19,6 +19,8 @@ export interface ParamOptions {
   loraMasks?: readonly string[];
   /** Linear module paths with per-row adapter branches (serving many adapters in one batch). */
   multiLora?: MultiLoraOptions;
+  /** Record the input of every linear layer (LlamaParams.linearInputs): pruners take statistics of them. */
+  tapLinearInputs?: boolean;
 }
 
 /** Input names of a module's LoRA branch; A is [r, in], B is [out, r], scaling a float32 scalar. */
@@ -84,6 +86,14 @@ export class LlamaParams {
     for (const p of this.loraMasks) {
       if (!this.lora.has(p)) throw new Error(`loraMasks: ${p} has a LoRA mask but no LoRA branch: add it to lora`);
     }
+  }
+
+  /** Module path → the value its linear layer multiplies (modules that share an input share the value). */
+  readonly linearInputs = new Map<string, nn.Value>();
+
+  /** Called by every linear layer with its input; kept only when tapLinearInputs is set. */
+  noteLinearInput(path: string, x: nn.Value): void {
+    if (this.opts.tapLinearInputs) this.linearInputs.set(path, x);
   }
 
   /** A base weight by HF name: an input when fed, else an initializer from `weights`. */
