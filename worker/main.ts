@@ -1,9 +1,8 @@
 #!/usr/bin/env node
 // tessera-worker: one subcommand per workload mode; each mode lives in its own module and is
 // only registered here. Modes the operator launches (train, compress, serve) read the spec file
-// the operator mounts and report to the status hub; compress and serve run for real, and a mode
-// whose engine is not built yet (train) fails with reason NotImplemented and exit code 3, so
-// its Job fails visibly and says why.
+// the operator mounts and report to the status hub. A train method whose engine is not built yet
+// fails with reason NotImplemented and exit code 3, so its Job fails visibly and says why.
 import { Command } from 'commander';
 import { pino } from 'pino';
 import { runCompress } from './modes/compress.js';
@@ -12,7 +11,8 @@ import { JD_BUNDLE_SOURCE } from './modes/jd-adapter-source.js';
 import { registerPretrain } from './modes/pretrain.js';
 import { registerTaskAdapters } from './modes/task-adapters.js';
 import { runServe } from './modes/serve.js';
-import { runWorkload, WorkloadError } from './modes/workload.js';
+import { runTrain } from './modes/train.js';
+import { runWorkload } from './modes/workload.js';
 
 interface OperatorMode {
   name: 'train' | 'compress' | 'serve';
@@ -43,11 +43,7 @@ for (const mode of OPERATOR_MODES) {
     .action(async (opts: { spec: string }) => {
       if (mode.name === 'compress') process.exitCode = await runWorkload(mode.name, opts.spec, log, runCompress);
       else if (mode.name === 'serve') process.exitCode = await runWorkload(mode.name, opts.spec, log, runServe, { announceStart: false });
-      else {
-        process.exitCode = await runWorkload(mode.name, opts.spec, log, async () => {
-          throw new WorkloadError('NotImplemented', `tessera-worker ${mode.name} is not implemented yet`);
-        });
-      }
+      else process.exitCode = await runWorkload(mode.name, opts.spec, log, runTrain);
     });
 }
 registerPretrain(program);

@@ -1,5 +1,5 @@
 // The two entry points as real processes: the operator serves its probes and metrics and
-// stops cleanly on SIGTERM; every worker mode fails fast with a structured NotImplemented.
+// stops cleanly on SIGTERM; a worker fails fast, with a structured reason, on a spec it cannot run.
 //
 // Processes run as `node --import tsx <file>` rather than `npx tsx <file>`: npx puts npm and
 // the tsx launcher between the test and the program, so the signal would go to npm and the
@@ -162,21 +162,31 @@ describe('tessera-worker entry point', () => {
     assert.match(error.msg, /has no spec\.baseModel\.uri/);
   });
 
-  for (const mode of ['train']) {
-    it(`fails ${mode}, whose engine is not built yet, with exit code 3 and reason NotImplemented`, async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'tessera-spec-'));
-      const spec = join(dir, 'spec.json');
-      writeFileSync(spec, JSON.stringify({ kind: 'SparseFineTune', spec: {} }));
-      const { code, stderr } = await runToExit('worker/main.ts', [mode, '--spec', spec]);
-      rmSync(dir, { recursive: true, force: true });
-      assert.equal(code, 3, stderr);
-      const error = JSON.parse(stderr.trim().split('\n').at(-1) ?? '') as LogLine;
-      assert.equal(error.level, 'error');
-      assert.equal(error.reason, 'NotImplemented');
-      assert.equal(error.mode, mode);
-      assert.match(error.msg, new RegExp(`tessera-worker ${mode} is not implemented`));
-    });
-  }
+  /** Runs the worker on a spec file with this content; returns the exit code and the last log line. */
+  const runSpec = async (mode: string, content: unknown): Promise<{ code: number | null; stderr: string; error: LogLine }> => {
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-spec-'));
+    const spec = join(dir, 'spec.json');
+    writeFileSync(spec, JSON.stringify(content));
+    const { code, stderr } = await runToExit('worker/main.ts', [mode, '--spec', spec]);
+    rmSync(dir, { recursive: true, force: true });
+    return { code, stderr, error: JSON.parse(stderr.trim().split('\n').at(-1) ?? '') as LogLine };
+  };
+
+  it('fails train for a method whose engine is not built yet with exit code 3 and reason NotImplemented, naming the method', async () => {
+    const { code, stderr, error } = await runSpec('train', { kind: 'SparseFineTune', spec: { method: 'losa' } });
+    assert.equal(code, 3, stderr);
+    assert.equal(error.level, 'error');
+    assert.equal(error.reason, 'NotImplemented');
+    assert.equal(error.mode, 'train');
+    assert.match(error.msg, /method losa is not implemented yet: tessera-worker train runs lora and sparsepeft/);
+  });
+
+  it('fails train on a spec without the fields a SparseFineTune needs, naming one, with exit code 3', async () => {
+    const { code, stderr, error } = await runSpec('train', { kind: 'SparseFineTune', spec: { method: 'lora' } });
+    assert.equal(code, 3, stderr);
+    assert.equal(error.reason, 'SpecInvalid');
+    assert.match(error.msg, /spec file .*spec\.json: spec\.baseModel: Expected required property/);
+  });
 
   it('requires --spec and exits 1 when it is missing', async () => {
     const { code, stderr } = await runToExit('worker/main.ts', ['train']);

@@ -1,9 +1,11 @@
 // The operator on a real control plane: apply a resource, get its children, watch real worker
-// processes report through the authenticated status hub into .status, delete, get cleaned up.
+// processes train, compress and serve, reporting through the authenticated status hub into
+// .status; delete, get cleaned up.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { type V1Deployment, type V1Job } from '@kubernetes/client-node';
-import { readdirSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { waitFor } from '../../cluster/probe.js';
 import { session } from '../../cluster/session.js';
 import { clients } from '../helpers.js';
@@ -11,6 +13,9 @@ import { condition, startOperator, type OperatorFixture } from './fixture.js';
 import { MODULES, writeAdapters } from '../../unit/compress/fixtures.js';
 import { randomAdapters } from '../../unit/compress/builders.js';
 import { readJdBundle } from '../../../worker/formats/jd-bundle.js';
+import { loadMobyDick } from '../../../worker/data/corpora.js';
+import { loadModel } from '../../../worker/modes/load-model.js';
+import { modelSparsity } from '../../../worker/train/sparse/prune-model.js';
 
 /** Host processes the process node started for a pod: it sets POD_NAME in each one's environment. */
 function processesOfPod(pod: string): number[] {
@@ -45,7 +50,7 @@ describe('the operator on the local control plane', function () {
     await op?.stop();
   });
 
-  const sft = (name: string) => ({
+  const sft = (name: string, spec: Record<string, unknown> = {}) => ({
     apiVersion: 'tessera.dev/v1alpha1', kind: 'SparseFineTune',
     metadata: { name, namespace: ns },
     spec: {
@@ -54,13 +59,16 @@ describe('the operator on the local control plane', function () {
       method: 'lora',
       adapter: { rank: 4 },
       training: { steps: 10 },
-      output: { uri: `file://${data}/out/${name}`, mergedModel: false, adapter: true },
+      output: { uri: `file://${data}/out/${name}`, mergedModel: false, adapter: true } as Record<string, unknown>,
       backoffLimit: 1,
+      ...spec,
     },
   });
+  /** A method whose engine is not built yet: its worker fails at once, naming it. */
+  const notImplemented = (name: string) => sft(name, { method: 'losa', sparsity: { targetPercent: 50 } });
 
   it('runs a SparseFineTune as a Job whose worker reports its failure reason into the status', async () => {
-    const applied = await session().kubectl(['apply', '-f', '-'], { input: JSON.stringify(sft('first')) });
+    const applied = await session().kubectl(['apply', '-f', '-'], { input: JSON.stringify(notImplemented('first')) });
     assert.equal(applied.code, 0, applied.stderr);
     let job: V1Job | undefined;
     await waitFor('the Job of SparseFineTune first', async () => {
@@ -74,14 +82,14 @@ describe('the operator on the local control plane', function () {
     assert.equal(job?.metadata?.ownerReferences?.[0]?.kind, 'SparseFineTune');
     assert.equal(job?.spec?.backoffLimit, 1);
 
-    // The worker starts as a real process, reads its spec, reports NotImplemented over gRPC and exits 3.
+    // The worker starts as a real process, reads its spec, reports NotImplemented for losa over gRPC and exits 3.
     let obj: Obj | undefined;
     await waitFor('status Failed with the worker\'s reason', async () => {
       obj = await get('sparsefinetunes', 'first');
       return condition(obj, 'Failed')?.status === 'True' && obj.status?.stage === 'Failed';
     }, 90_000);
     assert.equal(condition(obj!, 'Failed')?.reason, 'NotImplemented');
-    assert.match(condition(obj!, 'Ready')?.message ?? '', /train is not implemented/);
+    assert.match(condition(obj!, 'Ready')?.message ?? '', /method losa is not implemented yet/);
     assert.equal(obj!.status?.observedGeneration, obj!.metadata.generation);
     assert.equal(obj!.status?.jobName, job?.metadata?.name);
     const events = await clients().core.listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=first' });
@@ -90,7 +98,7 @@ describe('the operator on the local control plane', function () {
 
   it('starts a new run when the spec changes and garbage-collects children on delete', async () => {
     const before = (await get('sparsefinetunes', 'first')).status?.jobName;
-    const changed = sft('first');
+    const changed = notImplemented('first');
     changed.spec.training.steps = 20;
     assert.equal((await session().kubectl(['apply', '-f', '-'], { input: JSON.stringify(changed) })).code, 0);
     await waitFor('a new Job for generation 2', async () => {
@@ -127,6 +135,82 @@ describe('the operator on the local control plane', function () {
       return lineage !== undefined;
     }, 10_000);
     assert.deepEqual(lineage, { adapterCluster: 'pool', adapterName: 'trained' });
+  });
+
+  /** Moby Dick paragraphs as JSON Lines: enough text for the tiny model to fit a little of it. */
+  const writeText = (file: string): void => {
+    const paragraphs = loadMobyDick().slice(1, 6).flatMap((d) => d.text.split(/\n\s*\n/)).map((p) => p.trim()).filter((p) => p.length > 80);
+    writeFileSync(file, paragraphs.map((text) => JSON.stringify({ text })).join('\n'));
+  };
+
+  it('prunes and fine-tunes a sparsepeft SparseFineTune end to end: Succeeded, metrics, outputs with digests, a merged model as sparse as asked', async () => {
+    writeText(join(data, 'data', 'moby.jsonl'));
+    const run = sft('sparse', {
+      dataset: { uri: `file://${data}/data/moby.jsonl` },
+      method: 'sparsepeft',
+      sparsity: { targetPercent: 50, pruner: 'wanda' },
+      calibration: { samples: 16, sequenceLength: 64 },
+      training: { steps: 10, batchSize: 4, sequenceLength: 64, learningRate: '1e-2' },
+      output: { uri: `file://${data}/out/sparse` },
+    });
+    assert.equal((await session().kubectl(['apply', '-f', '-'], { input: JSON.stringify(run) })).code, 0);
+    type Trained = Obj & { status?: { metrics?: Record<string, number> & { layers?: { index: number; sparsityPercent: number; rank: number; reconstructionError: number }[] }; outputs?: { modelUri?: string; adapterUri?: string; digests?: { name: string; sha256: string }[] } } };
+    let obj: Trained | undefined;
+    await waitFor('the SparseFineTune to succeed with its outputs in the status', async () => {
+      obj = (await get('sparsefinetunes', 'sparse')) as Trained;
+      // A failed run ends the wait at once, so the assertion below shows its reason.
+      return condition(obj, 'Failed')?.status === 'True' || (condition(obj, 'Succeeded')?.status === 'True' && obj.status?.outputs?.modelUri !== undefined && obj.status.metrics?.perplexityAfter !== undefined);
+    }, 150_000);
+    assert.notEqual(condition(obj!, 'Failed')?.status, 'True', condition(obj!, 'Failed')?.message);
+    const job = (await clients().batch.listNamespacedJob({ namespace: ns, labelSelector: 'tessera.dev/name=sparse' })).items[0];
+    assert.equal(job?.status?.succeeded, 1);
+    assert.equal(obj!.status?.stage, 'Succeeded');
+    const metrics = obj!.status?.metrics ?? {};
+    assert.equal(metrics.achievedSparsityPercent, 50);
+    assert.ok((metrics.perplexityBefore ?? 0) > 0 && (metrics.perplexityAfter ?? 0) > 0, JSON.stringify(metrics));
+    assert.ok(Number.isFinite(metrics.loss), JSON.stringify(metrics));
+    assert.deepEqual(metrics.layers?.map((l) => [l.index, l.sparsityPercent, l.rank]), [[0, 50, 4], [1, 50, 4]]);
+    const outputs = obj!.status?.outputs;
+    assert.equal(outputs?.modelUri, `file://${data}/out/sparse/model`);
+    assert.equal(outputs?.adapterUri, `file://${data}/out/sparse/adapter`);
+    const weights = outputs?.digests?.find((d) => d.name === 'model/model.safetensors');
+    assert.equal(weights?.sha256, createHash('sha256').update(readFileSync(join(data, 'out', 'sparse', 'model', 'model.safetensors'))).digest('hex'));
+    // The merged model on disk, read back: exactly half of every block's linear weights are zero.
+    const merged = await loadModel(join(data, 'out', 'sparse', 'model'));
+    const sparsity = modelSparsity(merged.config, merged.weights);
+    assert.deepEqual([sparsity.percent, ...sparsity.layers.map((l) => l.sparsityPercent)], [50, 50, 50]);
+  });
+
+  it('feeds the adapters of SparseFineTunes into the AdapterCluster that enrolls or references them', async () => {
+    writeText(join(data, 'data', 'moby.jsonl'));
+    const trainer = (name: string, extra: Record<string, unknown> = {}) => sft(name, {
+      dataset: { uri: `file://${data}/data/moby.jsonl` },
+      training: { steps: 5, batchSize: 4, sequenceLength: 32, learningRate: '1e-2' },
+      output: { uri: `file://${data}/out/${name}`, mergedModel: false, adapter: true, ...extra },
+    });
+    const ac = {
+      apiVersion: 'tessera.dev/v1alpha1', kind: 'AdapterCluster', metadata: { name: 'chain', namespace: ns },
+      spec: {
+        baseModel: { uri: `file://${data}/models/tiny` },
+        adapters: [{ name: 'referenced', sparseFineTune: 'chain-ref' }],
+        compression: { method: 'jd-full', rank: 4, clusters: 1, iterations: 5 },
+        output: { uri: `file://${data}/bundles/chain` },
+      },
+    };
+    const items = [trainer('chain-ref'), trainer('chain-enroll', { enrollInto: { adapterCluster: 'chain', adapterName: 'enrolled' } }), ac];
+    assert.equal((await session().kubectl(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items }) })).code, 0);
+    let obj: Obj | undefined;
+    await waitFor('the AdapterCluster to compress both trained adapters', async () => {
+      obj = await get('adapterclusters', 'chain');
+      return condition(obj, 'Failed')?.status === 'True' || (condition(obj, 'Ready')?.status === 'True' && obj.status?.revision !== undefined);
+    }, 180_000);
+    assert.notEqual(condition(obj!, 'Failed')?.status, 'True', condition(obj!, 'Failed')?.message);
+    assert.equal(obj!.status?.adapterCount, 2);
+    assert.deepEqual(obj!.status?.adapters?.map((a) => a.name).sort(), ['enrolled', 'referenced']);
+    for (const name of ['chain-ref', 'chain-enroll']) {
+      const trained = (await get('sparsefinetunes', name)) as Obj & { status?: { outputs?: { adapterUri?: string } } };
+      assert.equal(trained.status?.outputs?.adapterUri, `file://${data}/out/${name}/adapter`);
+    }
   });
 
   it('compresses an AdapterCluster\'s adapters in a real worker and reports the bundle revision', async () => {

@@ -1,0 +1,170 @@
+// The train workload as the SparseFineTune Job runs it: spec file in; adapter and merged model out
+// under the output folder; reports that become the object's status; clear failures for bad input.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Value } from '@sinclair/typebox/value';
+import { pino } from 'pino';
+import { SPARSE_METHODS, type SparseFineTuneSpec, SparseFineTuneStatus } from '../../../operator/api/v1alpha1/index.js';
+import { tesseraStatusMapper } from '../../../operator/status/kind-mappers.js';
+import { emptyState, foldReport } from '../../../operator/status/state.js';
+import type { Artifact, Completion, LayerMetric, Progress } from '../../../operator/status/wire.js';
+import { loadAdapter, loadModel } from '../../../worker/modes/load-model.js';
+import { runTrain } from '../../../worker/modes/train.js';
+import { type TrainSpecFile } from '../../../worker/modes/train-inputs.js';
+import { WorkloadError } from '../../../worker/modes/workload.js';
+import type { Reporter } from '../../../worker/report/reporter.js';
+import { modelSparsity } from '../../../worker/train/sparse/prune-model.js';
+import { objectRef } from '../status/harness.js';
+import { pretrainedTiny, type TinyFixture } from '../train/sparse/fixture.js';
+
+/** Records what the workload reports; the rest of the Reporter is not used by train. */
+class RecordingReporter {
+  readonly stages: string[] = [];
+  readonly progressSent: Partial<Progress>[] = [];
+  readonly metricsSent: { values: Record<string, number>; layers: LayerMetric[] }[] = [];
+  readonly artifacts: Artifact[] = [];
+  readonly completions: Completion[] = [];
+  progress(p: Partial<Progress>): void {
+    this.progressSent.push(p);
+    if (p.stage && this.stages.at(-1) !== p.stage) this.stages.push(p.stage);
+  }
+  metrics(values: Record<string, number>, layers: LayerMetric[] = []): void {
+    this.metricsSent.push({ values, layers });
+  }
+  artifact(a: Artifact): void {
+    this.artifacts.push(a);
+  }
+  completion(c: Completion): void {
+    this.completions.push(c);
+  }
+}
+
+describe('the train workload', function () {
+  this.timeout(120_000);
+  let tiny: TinyFixture;
+  let root: string;
+
+  before(async () => {
+    tiny = await pretrainedTiny();
+    root = await fsp.mkdtemp(join(tmpdir(), 'tessera-train-mode-'));
+    await fsp.mkdir(join(root, 'data'));
+    await fsp.writeFile(join(root, 'data', 'train.jsonl'), tiny.paragraphs.map((text) => JSON.stringify({ text })).join('\n'));
+  });
+  after(async () => {
+    await fsp.rm(root, { recursive: true, force: true });
+  });
+
+  const spec = (over: Partial<SparseFineTuneSpec> = {}): SparseFineTuneSpec => ({
+    baseModel: { uri: 'file:///models/tiny' },
+    dataset: { uri: 'file:///data/train.jsonl', format: 'jsonl', textField: 'text' },
+    calibration: { samples: 16, sequenceLength: 64 },
+    method: 'sparsepeft',
+    sparsity: { targetPercent: 50, pattern: 'unstructured', pruner: 'sparsegpt', layerwise: 'uniform', schedule: { kind: 'oneshot', steps: 1 } },
+    adapter: { rank: 4, alpha: 8, targetModules: ['q_proj', 'v_proj', 'down_proj'], rankAllocation: 'uniform' },
+    training: { steps: 20, batchSize: 4, gradientAccumulation: 2, sequenceLength: 64, learningRate: '5e-3', warmupPercent: 10, scheduler: 'cosine', maxGradNorm: '1', weightDecay: '0', seed: 1, checkpointEvery: 0 },
+    output: { uri: 'file:///out/run', mergedModel: true, adapter: true },
+    resources: { gpus: 0 },
+    backoffLimit: 0,
+    ...over,
+  });
+  /** Runs the workload as the Job would, with the operator's resolved locations (file:// → path). */
+  const run = async (s: unknown): Promise<RecordingReporter> => {
+    const locations: Record<string, string> = { 'file:///models/tiny': tiny.dir, 'file:///data/train.jsonl': join(root, 'data', 'train.jsonl'), 'file:///out/run': join(root, 'out', 'run') };
+    const reporter = new RecordingReporter();
+    await runTrain({ spec: { spec: s, locations } as TrainSpecFile, specFile: 'spec.json', reporter: reporter as unknown as Reporter, log: pino({ level: 'silent' }) });
+    return reporter;
+  };
+  const failure = async (s: unknown, reason: string, message: RegExp): Promise<void> => {
+    await assert.rejects(run(s), (err: unknown) => {
+      assert.ok(err instanceof WorkloadError, String(err));
+      assert.equal(err.reason, reason, err.message);
+      assert.match(err.message, message);
+      return true;
+    });
+  };
+
+  it('prunes, trains and writes a PEFT adapter and a merged model whose sparsity is the target, reporting what the status shows', async () => {
+    const reporter = await run(spec());
+    const out = join(root, 'out', 'run');
+    assert.deepEqual((await fsp.readdir(out)).sort(), ['adapter', 'model'], 'no .pending or .checkpoints folder is left behind');
+    const model = await loadModel(join(out, 'model'));
+    assert.ok(model.tokenizer, 'the merged model carries the base\'s tokenizer');
+    assert.equal(modelSparsity(model.config, model.weights).percent, 50);
+    const adapter = await loadAdapter(join(out, 'adapter'), model.config);
+    assert.equal(adapter.adapter.config.r, 4);
+    assert.equal(adapter.adapter.modules.size, 2 * 3);
+
+    assert.deepEqual(reporter.stages, ['Pruning', 'Evaluating', 'Training', 'Merging', 'Evaluating', 'Succeeded']);
+    const state = emptyState(objectRef('run', { kind: 'SparseFineTune' }));
+    let seq = 0;
+    const fold = (body: Parameters<typeof foldReport>[1]['body'], value: object): void => {
+      foldReport(state, { seq: ++seq, object: state.ref, pod: 'p', unixMs: seq, body, [body]: value } as Parameters<typeof foldReport>[1], 'p', seq);
+    };
+    fold('metrics', reporter.metricsSent.at(-1) as object);
+    for (const a of reporter.artifacts) fold('artifact', a);
+    fold('completion', reporter.completions.at(-1) as object);
+    const status = tesseraStatusMapper(state) as { metrics: { loss: number; perplexityBefore: number; perplexityAfter: number; achievedSparsityPercent: number; layers: LayerMetric[] }; outputs: { modelUri: string; adapterUri: string; digests: { name: string; sha256: string }[] } };
+    assert.ok(Value.Check(SparseFineTuneStatus, status), JSON.stringify([...Value.Errors(SparseFineTuneStatus, status)].map((e) => `${e.path}: ${e.message}`)));
+    assert.equal(status.metrics.achievedSparsityPercent, 50);
+    assert.ok(status.metrics.perplexityAfter < status.metrics.perplexityBefore, `${status.metrics.perplexityBefore} → ${status.metrics.perplexityAfter}`);
+    assert.ok(Number.isFinite(status.metrics.loss));
+    assert.deepEqual(status.metrics.layers.map((l) => [l.index, l.sparsityPercent, l.rank]), [[0, 50, 4], [1, 50, 4]]);
+    assert.ok(status.metrics.layers.every((l) => l.reconstructionError > 0));
+    assert.equal(status.outputs.modelUri, 'file:///out/run/model');
+    assert.equal(status.outputs.adapterUri, 'file:///out/run/adapter');
+    const names = status.outputs.digests.map((d) => d.name);
+    for (const f of ['adapter/adapter_config.json', 'adapter/adapter_model.safetensors', 'model/config.json', 'model/model.safetensors', 'model/tokenizer.json']) assert.ok(names.includes(f), `${f} in ${names.join(', ')}`);
+    for (const d of status.outputs.digests) {
+      assert.equal(d.sha256, createHash('sha256').update(await fsp.readFile(join(out, d.name))).digest('hex'), d.name);
+    }
+  });
+
+  it('a second run replaces the outputs of the first, and lora with only the adapter writes no model', async () => {
+    const reporter = await run(spec({ method: 'lora', sparsity: undefined, output: { uri: 'file:///out/run', mergedModel: false, adapter: true } }));
+    assert.deepEqual(Object.keys(reporter.completions.at(-1)?.outputs ?? {}), ['adapterUri']);
+    assert.equal(reporter.metricsSent.at(-1)?.values.achievedSparsityPercent, 0);
+    assert.ok(!reporter.stages.includes('Pruning'));
+    const out = join(root, 'out', 'run');
+    // The first run's merged model stays: this run did not write one, and outputs are the user's data.
+    assert.deepEqual((await fsp.readdir(out)).sort(), ['adapter', 'model']);
+    const digest = reporter.artifacts.find((a) => a.name === 'adapter/adapter_model.safetensors')?.sha256;
+    assert.equal(digest, createHash('sha256').update(await fsp.readFile(join(out, 'adapter', 'adapter_model.safetensors'))).digest('hex'));
+  });
+
+  for (const method of SPARSE_METHODS.filter((m) => m !== 'lora' && m !== 'sparsepeft')) {
+    it(`fails method ${method} with NotImplemented, naming it, before reading any file`, async () => {
+      await failure({ ...spec(), method, baseModel: { uri: 'file:///nowhere' } }, 'NotImplemented', new RegExp(`method ${method} is not implemented yet: tessera-worker train runs lora and sparsepeft`));
+    });
+  }
+
+  it('names the field of a spec that does not fit the SparseFineTune schema', async () => {
+    await failure({ ...spec(), training: { ...spec().training, steps: 0 } }, 'SpecInvalid', /spec file spec\.json: spec\.training\.steps: Expected integer to be greater or equal to 1/);
+    await failure({ ...spec(), sparsity: undefined }, 'SpecInvalid', /method sparsepeft needs spec\.sparsity/);
+    await failure({ ...spec(), training: { ...spec().training, batchSize: 3 } }, 'SpecInvalid', /batchSize 3 must be a multiple of spec\.training\.gradientAccumulation 2/);
+  });
+
+  it('refuses what sparsepeft does not do yet, naming the field', async () => {
+    await failure({ ...spec(), sparsity: { ...spec().sparsity, pattern: 'structured' } }, 'NotImplemented', /spec\.sparsity\.pattern structured/);
+    await failure({ ...spec(), sparsity: { ...spec().sparsity, schedule: { kind: 'cubic', steps: 5 } } }, 'NotImplemented', /spec\.sparsity\.schedule cubic/);
+  });
+
+  it('names the base model folder it cannot load', async () => {
+    const empty = join(root, 'empty-model');
+    await fsp.mkdir(empty, { recursive: true });
+    await assert.rejects(
+      runTrain({ spec: { spec: { ...spec(), baseModel: { uri: `file://${empty}` } } }, specFile: 'spec.json', reporter: undefined, log: pino({ level: 'silent' }) }),
+      (err: unknown) => err instanceof WorkloadError && err.reason === 'ModelUnreadable' && err.message.includes(`cannot load the base model file://${empty}`) && err.message.includes('config.json'),
+    );
+  });
+
+  it('names the dataset file and line it cannot read', async () => {
+    await fsp.writeFile(join(root, 'data', 'bad.jsonl'), '{"text": "fine"}\n{"text": 3}\n');
+    await assert.rejects(
+      runTrain({ spec: { spec: { ...spec(), dataset: { ...spec().dataset, uri: `file://${join(root, 'data', 'bad.jsonl')}` } }, locations: { 'file:///models/tiny': tiny.dir } }, specFile: 'spec.json', reporter: undefined, log: pino({ level: 'silent' }) }),
+      (err: unknown) => err instanceof WorkloadError && err.reason === 'DatasetUnreadable' && /spec\.dataset\.uri .*bad\.jsonl:2: field "text" must be a string/.test(err.message),
+    );
+  });
+});

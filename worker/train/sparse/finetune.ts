@@ -1,0 +1,158 @@
+// A fine-tuning run of `lora` or `sparsepeft` from tokens to merged weights, without files or
+// reports (the train mode owns those):
+//   sparsepeft: prune the base block by block (Wanda, SparseGPT or magnitude; unstructured or N:M),
+//               then train LoRA with ΔW = s·(B·A) ⊙ M, M = 1[W_pruned ≠ 0] (no gradient through M),
+//               and merge W' = W_pruned + ΔW, which keeps every zero (ALGORITHMS.md §3);
+//   lora:       train plain LoRA on the dense base and merge W' = W + s·B·A.
+// Perplexity on the held-out tokens is measured before training (the pruned model for
+// sparsepeft) and after, on the merged weights that get written.
+import { type Logger } from 'pino';
+import { type LinearModule } from '../../formats/hf-checkpoint.js';
+import { buildLoraAdapter, type LoraAdapter, loraConfig } from '../../formats/peft.js';
+import { makeTensor } from '../../formats/tensor.js';
+import { type LlamaConfig, linearPath } from '../../model/llama/config.js';
+import { type LoraWeights, maskFeeds } from '../../model/llama/feeds.js';
+import { loraInputNames } from '../../model/llama/params.js';
+import { type WeightMap, type WeightTensor } from '../../model/llama/weights.js';
+import { evalPerplexity } from '../../modes/eval.js';
+import { type SessionCache } from '../../onnx/session.js';
+import { latestCheckpoint } from '../checkpoint.js';
+import { type Progress, train, type TrainConfig } from '../loop.js';
+import { createLlamaTrainModel } from '../model-step.js';
+import { Rng } from '../rng.js';
+import { mergeLora, nonzeroMask } from './merge.js';
+import { type SparsityPattern } from './pattern.js';
+import { type LayerPruneResult, modelSparsity, type PrunedModel, pruneModel } from './prune-model.js';
+import { type PrunerKind } from './pruners.js';
+
+export const FINETUNE_METHODS = ['lora', 'sparsepeft'] as const;
+export type FineTuneMethod = (typeof FINETUNE_METHODS)[number];
+
+/** What the run is doing, for progress reports: the CRD's stage names. */
+export type Stage = 'Pruning' | 'Evaluating' | 'Training' | 'Merging';
+
+export interface FineTuneOptions {
+  method: FineTuneMethod;
+  config: LlamaConfig;
+  /** The dense base weights; not modified. */
+  weights: WeightMap;
+  /** Token streams: training and held-out. */
+  train: ArrayLike<number>;
+  eval: readonly number[];
+  /** sparsepeft: the pruner's calibration sequences (one length) and what to prune. */
+  calibration?: readonly (readonly number[])[];
+  sparsity?: { pruner: PrunerKind; pattern: SparsityPattern };
+  adapter: { rank: number; alpha: number; targetModules: readonly LinearModule[] };
+  /** The loop's config: steps, batch, sequence length (also the evaluation window), schedule, checkpoints. */
+  training: Partial<TrainConfig> & Pick<TrainConfig, 'steps' | 'sequenceLength'>;
+  /** Seed of the LoRA A initialization (PEFT's kaiming-uniform); the loop's own seed orders the data. */
+  seed: number;
+  /** Resume from the newest checkpoint under training.checkpointDir when there is one. Default true. */
+  resume?: boolean;
+  /** adapter_config.json's base_model_name_or_path. */
+  baseModelName?: string;
+  cache: SessionCache;
+  log?: Logger;
+  onStage?: (stage: Stage, step: number, totalSteps: number) => void;
+  onPruned?: (layer: LayerPruneResult, layers: number) => void;
+  onTrainProgress?: (p: Progress) => void;
+  signal?: AbortSignal;
+}
+
+export interface FineTuneResult {
+  /** Every tensor of the model with the adapter merged in. */
+  merged: Map<string, WeightTensor>;
+  adapter: LoraAdapter;
+  /** sparsepeft: the pruning's per-block results. */
+  pruning?: PrunedModel;
+  /** Zeros of the merged model's linear layers, per block and in all. */
+  sparsity: ReturnType<typeof modelSparsity>;
+  perplexityBefore: number;
+  perplexityAfter: number;
+  losses: number[];
+  /** The run stopped at a signal before its last step: nothing is merged, the checkpoint is what counts. */
+  interrupted: boolean;
+  /** The step a resumed run started from (0 for a fresh run). */
+  resumedFromStep: number;
+}
+
+export async function fineTune(opts: FineTuneOptions): Promise<FineTuneResult> {
+  const c = opts.config;
+  const { rank, alpha, targetModules } = opts.adapter;
+  if (!(Number.isInteger(rank) && rank >= 1)) throw new Error(`adapter.rank must be a positive integer, got ${rank}`);
+  if (targetModules.length === 0) throw new Error('adapter.targetModules is empty: expected modules such as q_proj, v_proj');
+  const targets = Array.from({ length: c.numHiddenLayers }, (_, l) => targetModules.map((m) => linearPath(l, m))).flat();
+
+  let base: WeightMap = opts.weights;
+  let pruning: PrunedModel | undefined;
+  let masks: Map<string, Float32Array> | undefined;
+  if (opts.method === 'sparsepeft') {
+    if (!opts.sparsity) throw new Error('method sparsepeft needs sparsity (pruner and pattern)');
+    if (!opts.calibration || opts.calibration.length === 0) throw new Error('method sparsepeft needs calibration sequences for the pruner');
+    opts.onStage?.('Pruning', 0, c.numHiddenLayers);
+    pruning = await pruneModel({
+      config: c, weights: opts.weights, calibration: opts.calibration, pruner: opts.sparsity.pruner, pattern: opts.sparsity.pattern, cache: opts.cache,
+      onLayer: (layer, layers) => {
+        opts.onPruned?.(layer, layers);
+        opts.onStage?.('Pruning', layer.index + 1, layers);
+      },
+    });
+    base = pruning.weights;
+    masks = new Map(targets.map((path) => [path, nonzeroMask((base.get(`${path}.weight`) as WeightTensor).data)]));
+    opts.log?.info({ pruner: opts.sparsity.pruner, achievedSparsityPercent: pruning.achievedSparsityPercent, layers: pruning.layers.map((l) => ({ index: l.index, sparsityPercent: l.sparsityPercent, reconstructionError: l.reconstructionError })) }, 'pruned the base model');
+  } else if (opts.sparsity) throw new Error('method lora does not prune: sparsity applies to sparsepeft');
+
+  const perplexity = async (weights: WeightMap): Promise<number> =>
+    (await evalPerplexity({ config: c, weights, sequences: [opts.eval], sequenceLength: opts.training.sequenceLength, cache: opts.cache })).perplexity;
+  opts.onStage?.('Evaluating', 0, 2);
+  const perplexityBefore = await perplexity(base);
+
+  const rng = new Rng(opts.seed);
+  const model = await createLlamaTrainModel({
+    config: c, weights: base, mode: 'lora', lora: { targets, rank, alpha }, cache: opts.cache, random: () => rng.next(),
+    ...(masks ? { masks: { loraMasks: targets, feeds: maskFeeds(new Map([...masks].map(([p, m]) => [p, { shape: (base.get(`${p}.weight`) as WeightTensor).shape, data: m }])), 'lora') } } : {}),
+  });
+  let losses: number[];
+  let interrupted = false;
+  let resumedFromStep = 0;
+  const lora = new Map<string, { A: WeightTensor; B: WeightTensor; scaling: number }>();
+  try {
+    const dir = opts.training.checkpointDir;
+    const resumeFrom = dir && opts.resume !== false ? await latestCheckpoint(dir) : null;
+    if (resumeFrom) {
+      resumedFromStep = Number(/checkpoint-(\d+)$/.exec(resumeFrom)?.[1] ?? 0);
+      opts.log?.info({ checkpoint: resumeFrom, step: resumedFromStep }, 'resuming from a checkpoint');
+    }
+    opts.onStage?.('Training', resumedFromStep, opts.training.steps);
+    const run = await train({
+      model, train: opts.train, config: opts.training, progressBar: false, signal: opts.signal,
+      ...(resumeFrom ? { resumeFrom } : {}),
+      onProgress: (p) => {
+        opts.onTrainProgress?.(p);
+        opts.onStage?.('Training', p.step, p.totalSteps);
+      },
+    });
+    losses = run.losses;
+    interrupted = losses.length < opts.training.steps;
+    for (const path of targets) {
+      const names = loraInputNames(path);
+      const tensor = (name: string): WeightTensor => ({ shape: model.shapes.get(name) as number[], data: Float32Array.from(model.params.get(name) as Float32Array) });
+      lora.set(path, { A: tensor(names.A), B: tensor(names.B), scaling: alpha / rank });
+    }
+  } finally {
+    await model.dispose();
+  }
+
+  const adapter = buildLoraAdapter(
+    loraConfig({ r: rank, loraAlpha: alpha, targetModules: [...targetModules], baseModelNameOrPath: opts.baseModelName ?? null }),
+    [...lora].map(([name, m]) => ({ name, A: makeTensor('F32', [...m.A.shape], m.A.data), B: makeTensor('F32', [...m.B.shape], m.B.data) })),
+  );
+  if (interrupted) {
+    return { merged: new Map(base), adapter, ...(pruning ? { pruning } : {}), sparsity: modelSparsity(c, base), perplexityBefore, perplexityAfter: Number.NaN, losses, interrupted, resumedFromStep };
+  }
+  opts.onStage?.('Merging', 0, 1);
+  const merged = await mergeLora(base, lora as LoraWeights, opts.cache, masks);
+  opts.onStage?.('Evaluating', 1, 2);
+  const perplexityAfter = await perplexity(merged);
+  return { merged, adapter, ...(pruning ? { pruning } : {}), sparsity: modelSparsity(c, merged), perplexityBefore, perplexityAfter, losses, interrupted, resumedFromStep };
+}
