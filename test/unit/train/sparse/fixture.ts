@@ -15,15 +15,16 @@ export interface TinyFixture {
   /** Moby Dick paragraphs: the text a fine-tuning run adapts to. */
   paragraphs: string[];
   tokens: number[];
-  cleanup(): void;
 }
 
 let shared: Promise<TinyFixture> | undefined;
 
-/** Pretrains once per test process; later calls share the checkpoint. */
+/** Pretrains once per test process; later calls share the checkpoint, removed when the process exits. */
 export function pretrainedTiny(): Promise<TinyFixture> {
   shared ??= (async () => {
     const root = mkdtempSync(join(tmpdir(), 'tessera-sparse-'));
+    // Several test files share the model, so no one file's `after` may remove it.
+    process.once('exit', () => rmSync(root, { recursive: true, force: true }));
     const dir = join(root, 'tiny');
     await pretrain({ output: dir, size: 'tiny', seed: 0, threads: 1, log: pino({ level: 'silent' }), progressBar: false });
     const model = await loadModel(dir);
@@ -31,7 +32,7 @@ export function pretrainedTiny(): Promise<TinyFixture> {
     const paragraphs = text.split(/\n\s*\n/).map((p) => p.trim()).filter((p) => p.length > 200).slice(40, 240);
     const tokenizer = model.tokenizer;
     if (!tokenizer) throw new Error('the pretrained tiny model has no tokenizer');
-    return { dir, model, paragraphs, tokens: paragraphs.flatMap((p) => tokenizer.encode(p)), cleanup: () => rmSync(root, { recursive: true, force: true }) };
+    return { dir, model, paragraphs, tokens: paragraphs.flatMap((p) => tokenizer.encode(p)) };
   })();
   return shared;
 }
