@@ -90,6 +90,14 @@ export async function loadTrainInputs(spec: SparseFineTuneSpec, specFile: string
   for (const m of targetModules) {
     if (spec.adapter.rank > Math.min(...linearShape(c, m))) log.warn({ module: m, rank: spec.adapter.rank }, 'the adapter rank exceeds the module\'s smaller dimension: the update cannot use all of it');
   }
+  const pattern = sparsity?.pattern;
+  if (pattern?.kind === 'n:m') {
+    // Checked here, before any compute, so a pattern that cannot tile the model fails as a bad spec, not a retried crash.
+    for (const m of LINEAR_MODULES) {
+      const cols = linearShape(c, m)[1];
+      if (cols % pattern.m !== 0) throw invalid(specFile, `spec.sparsity.pattern ${pattern.n}:${pattern.m} cannot tile ${m}, which has ${cols} inputs: the input count of every linear layer must be a multiple of ${pattern.m}`);
+    }
+  }
   let sequenceLength = spec.training.sequenceLength;
   if (sequenceLength > c.maxPositionEmbeddings) {
     log.warn({ sequenceLength, maxPositionEmbeddings: c.maxPositionEmbeddings }, 'spec.training.sequenceLength exceeds the model\'s context: training on windows of max_position_embeddings tokens');

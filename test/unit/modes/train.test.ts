@@ -144,6 +144,8 @@ describe('the train workload', function () {
     await failure({ ...spec(), training: { ...spec().training, steps: 0 } }, 'SpecInvalid', /spec file spec\.json: spec\.training\.steps: Expected integer to be greater or equal to 1/);
     await failure({ ...spec(), sparsity: undefined }, 'SpecInvalid', /method sparsepeft needs spec\.sparsity/);
     await failure({ ...spec(), training: { ...spec().training, batchSize: 3 } }, 'SpecInvalid', /batchSize 3 must be a multiple of spec\.training\.gradientAccumulation 2/);
+    // d = 64 and ffn 176 do not divide by 3: caught before any pruning, as a bad spec rather than a crash to retry.
+    await failure({ ...spec(), sparsity: { ...spec().sparsity, pattern: '1:3', targetPercent: 66 } }, 'SpecInvalid', /spec\.sparsity\.pattern 1:3 cannot tile q_proj, which has 64 inputs/);
   });
 
   it('refuses what sparsepeft does not do yet, naming the field', async () => {

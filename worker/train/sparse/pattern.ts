@@ -38,8 +38,9 @@ export function parsePattern(pattern: string, targetPercent: number): SparsityPa
   if (nm) {
     const [n, m] = [Number(nm[1]), Number(nm[2])];
     if (n >= m) throw new Error(`sparsity.pattern ${pattern}: an N:M pattern needs N < M (e.g. 2:4)`);
-    if (Math.abs((100 * (m - n)) / m - targetPercent) > 1e-9) {
-      throw new Error(`sparsity.pattern ${pattern} fixes the sparsity at ${(100 * (m - n)) / m}%, but targetPercent is ${targetPercent}`);
+    // The CRD's CEL rule compares in integers (100·(M−N)/M rounded down), so 1:3 goes with 66.
+    if (Math.floor((100 * (m - n)) / m) !== targetPercent) {
+      throw new Error(`sparsity.pattern ${pattern} fixes the sparsity at ${Math.floor((100 * (m - n)) / m)}%, but targetPercent is ${targetPercent}`);
     }
     return { kind: 'n:m', n, m };
   }
