@@ -1,6 +1,7 @@
 // JD-Full: shared orthonormal U (m×r), V (k×r) and a full r×r Σ_i = Uᵀ M̃_i V per adapter,
 // maximizing Σ_i ‖Uᵀ M̃_i V‖² (equivalently minimizing Σ_i ‖M̃_i − U Σ_i Vᵀ‖²).
-import { cholQr2, randomOrthonormal } from './basis.js';
+import { cholQr2, materialize, randomOrthonormal } from './basis.js';
+import { FullSteps, type Side, type StepOut } from './full-steps.js';
 import { type Basis, type JdKernels } from './kernels.js';
 import { type Slot, totalEnergy } from './slot.js';
 import { orthonormalizer } from './small.js';
@@ -19,37 +20,43 @@ export async function jdFull(kernels: JdKernels, slot: Slot, opts: JdOptions): P
   const total = totalEnergy(slot);
   let U = opts.init?.U ?? (await randomOrthonormal(kernels, m, r, opts.seed));
   let V = opts.init?.V ?? (await randomOrthonormal(kernels, k, r, opts.seed + 1));
-  let energy = total / 2;
   const history: number[] = [];
   let iterations = 0;
   let converged = false;
-  const variant = opts.variant ?? 'alternating';
-  const inner = Math.max(1, opts.innerIterations ?? 2);
+  let energy = total / 2;
   const mu = (): number => (SHIFT * Math.max(energy, 1e-12)) / r;
+  // A subspace change below a tolerance ≤ 0 can never stop the loop; skip computing it.
+  const checkChange = opts.tolerance > 0;
 
-  while (iterations < opts.iterations && !converged) {
-    let changeU: number;
-    let changeV: number;
-    if (variant === 'eigen') {
+  if ((opts.variant ?? 'alternating') === 'eigen') {
+    while (iterations < opts.iterations && !converged) {
       const s = await kernels.eigenStep(slot, r, U, V, mu());
       energy = s.energy;
       history.push(total - energy);
-      const nu = await cholQr2(kernels, { q: s.zu, R: identityR(r) }, s.gu, U, m, r);
-      const nv = await cholQr2(kernels, { q: s.zv, R: identityR(r) }, s.gv, V, k, r);
-      [U, V, changeU, changeV] = [nu.basis, nv.basis, nu.change, nv.change];
-    } else {
-      const u = await halfStep(kernels, slot.f, slot.g, slot, m, k, r, U, V, inner, mu, (e) => {
+      const nu = await cholQr2(kernels, { q: s.zu, R: identityR(r) }, s.gu, checkChange ? U : undefined, m, r);
+      const nv = await cholQr2(kernels, { q: s.zv, R: identityR(r) }, s.gv, checkChange ? V : undefined, k, r);
+      [U, V] = [nu.basis, nv.basis];
+      iterations++;
+      converged = checkChange && isConverged(nu.change, nv.change, r, opts.tolerance);
+    }
+  } else {
+    const inner = Math.max(1, opts.innerIterations ?? 2);
+    const steps = await FullSteps.create(kernels, slot, r);
+    // Half U writes G·V into prods[0], which half V starts from; half V writes F·U into prods[1],
+    // which the next half U starts from.
+    const prods = [new Float32Array(slot.n * slot.r0 * r), new Float32Array(slot.n * slot.r0 * r)] as const;
+    let uMat = await materialize(kernels, U, m, r);
+    while (iterations < opts.iterations && !converged) {
+      const onU = (e: number): void => {
         energy = e;
         history.push(total - e);
-      });
-      const v = await halfStep(kernels, slot.g, slot.f, slot, k, m, r, V, u.basis, inner, mu, (e) => {
-        energy = e;
-      });
-      [U, V, changeU, changeV] = [u.basis, v.basis, u.change, v.change];
+      };
+      const u = await halfStep(kernels, steps, steps.u, r, uMat, iterations > 0 ? prods[1] : undefined, V, prods[0], inner, mu, onU, checkChange);
+      const v = await halfStep(kernels, steps, steps.v, r, u.other, prods[0], u.basis, prods[1], inner, mu, (e) => (energy = e), checkChange);
+      [U, V, uMat] = [u.basis, v.basis, v.other];
+      iterations++;
+      converged = checkChange && isConverged(u.change, v.change, r, opts.tolerance);
     }
-    iterations++;
-    // ‖U − U_old U_oldᵀ U‖_F / ‖U‖_F with ‖U‖_F = √r (ALGORITHMS.md §6), on both sides.
-    converged = Math.sqrt(Math.max(changeU, changeV) / r) < opts.tolerance;
   }
 
   const final = await kernels.errors(slot, r, U, V);
@@ -69,30 +76,39 @@ export async function jdFull(kernels: JdKernels, slot: Slot, opts: JdOptions): P
   };
 }
 
-/** One side: `inner` shifted subspace steps from `x`'s current basis, then CholQR2. */
+/** ‖U − U_old U_oldᵀ U‖_F / ‖U‖_F with ‖U‖_F = √r (ALGORITHMS.md §6), on both sides. */
+function isConverged(changeU: number, changeV: number, r: number, tolerance: number): boolean {
+  return Math.sqrt(Math.max(changeU, changeV) / r) < tolerance;
+}
+
+/**
+ * One side: `inner` shifted subspace steps from `cur`, then CholQR2, whose second pass the next
+ * run applies (the basis comes back as q·R). `xCur` is X·cur when known; Y·other is written into
+ * `yOther`, and `other` comes back materialized.
+ */
 async function halfStep(
   kernels: JdKernels,
-  x: Float32Array,
-  y: Float32Array,
-  slot: Slot,
-  p: number,
-  q: number,
+  steps: FullSteps,
+  side: Side,
   r: number,
-  cur: Basis,
+  cur: Float32Array,
+  xCur: Float32Array | undefined,
   other: Basis,
+  yOther: Float32Array,
   inner: number,
   mu: () => number,
   onEnergy: (e: number) => void,
-): Promise<{ basis: Basis; change: number }> {
-  let z: Basis = cur;
-  for (let s = 0; s < inner; s++) {
-    const step = await kernels.step(x, y, slot.n, slot.r0, p, q, r, z, other, mu());
-    if (s === 0) onEnergy(step.energy);
-    if (s === inner - 1) return cholQr2(kernels, { q: step.z, R: identityR(r) }, step.gram, cur, p, r);
+  checkChange: boolean,
+): Promise<{ basis: Basis; change: number; other: Float32Array }> {
+  const first = await steps.first(side, cur, xCur, other, mu(), yOther);
+  onEnergy(first.energy);
+  let step: StepOut = first;
+  for (let s = 1; s < inner; s++) {
     // Only the span matters between steps, so one Cholesky-QR pass, applied lazily, suffices.
-    z = { q: step.z, R: orthonormalizer(step.gram, r).inv };
+    step = await steps.next(side, { q: step.z, R: orthonormalizer(step.gram, r).inv }, mu());
   }
-  throw new Error('unreachable: inner ≥ 1');
+  const pass = await kernels.orth({ q: step.z, R: orthonormalizer(step.gram, r).inv }, checkChange ? cur : undefined, side.p, r);
+  return { basis: { q: pass.q, R: orthonormalizer(pass.gram, r).inv }, change: pass.change, other: first.other };
 }
 
 function identityR(r: number): Float64Array {

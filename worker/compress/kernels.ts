@@ -1,5 +1,6 @@
 // The JD compute kernels as ONNX graphs, one per (kind, shape) and cached. Every product of
-// size d×r or larger lives here; the host only does r×r algebra (small.ts).
+// size d×r or larger lives here or in the iterations' fused graphs (full-steps.ts,
+// diag-steps.ts); the host only does r×r algebra (small.ts).
 //
 // A module slot holds n adapters stacked as F = [B̃_1ᵀ; …; B̃_nᵀ] (N×m) and G = [Ã_1; …; Ã_n]
 // (N×k), N = n·R0 with each adapter padded to R0 rows by zeros, so M_i = F_iᵀ G_i and no
@@ -29,15 +30,15 @@ export interface Stack {
 type G = nn.Graph;
 type V = nn.Value;
 
-const f32 = (dims: readonly number[], data: Float32Array): nn.Tensor => nn.tensor('float32', dims, data);
+export const f32 = (dims: readonly number[], data: Float32Array): nn.Tensor => nn.tensor('float32', dims, data);
 
-function basisIn(g: G, name: string, p: number, r: number): V {
+export function basisIn(g: G, name: string, p: number, r: number): V {
   return nn.matmul(g.input(name, 'float32', [p, r]), g.input(`${name}R`, 'float32', [r, r]));
 }
 
 /** Per-adapter blocks: [N, c] → [n, R0, c]. */
-const blocks = (x: V, n: number, r0: number, c: number): V => nn.reshape(x, [n, r0, c]);
-const tr = (x: V): V => nn.transpose(x, [0, 2, 1]);
+export const blocks = (x: V, n: number, r0: number, c: number): V => nn.reshape(x, [n, r0, c]);
+export const tr = (x: V): V => nn.transpose(x, [0, 2, 1]);
 /** Σ over the last two axes of a⊙b: ⟨a_i, b_i⟩ per adapter. */
 const inner = (a: V, b: V): V => nn.reduceSum(nn.mul(a, b), [1, 2]);
 
@@ -56,7 +57,8 @@ export class JdKernels {
     if (this.ownsCache) await this.cache.dispose();
   }
 
-  private session(key: string, build: (g: G) => void): Promise<Session> {
+  /** The session of the graph `build` makes, built once per key (the key must name every shape). */
+  session(key: string, build: (g: G) => void): Promise<Session> {
     let s = this.sessions.get(key);
     if (!s) {
       const g = new nn.Graph(`jd-${key}`);
@@ -67,51 +69,47 @@ export class JdKernels {
     return s;
   }
 
-  private static basisFeeds(name: string, b: Basis, p: number, r: number): Record<string, nn.Tensor> {
+  static basisFeeds(name: string, b: Basis, p: number, r: number): Record<string, nn.Tensor> {
     return { [name]: f32([p, r], b.q), [`${name}R`]: f32([r, r], Float32Array.from(b.R)) };
   }
 
-  /** ‖F_iᵀG_i‖²_F per adapter, through the R0×R0 Grams. */
-  async normsSq(s: Stack): Promise<Float64Array> {
+  /**
+   * Stacks and normalizes one slot in one run (strided copies and scaling are slow in JS): from
+   * b [n, m, R0] (each adapter's B, columns zero-padded to R0) and a [n, R0, k] (its A, rows
+   * padded), writes F (rows c_i·B_iᵀ) and G (rows c_i·A_i) into `into` with c_i = ‖B_iA_i‖^(-1/2)
+   * (0 for a zero update), so M̃_i = F_iᵀG_i has unit norm. Returns ‖B_iA_i‖² per adapter.
+   */
+  async pack(b: Float32Array, a: Float32Array, s: Omit<Stack, 'f' | 'g'>, into: { f: Float32Array; g: Float32Array }): Promise<Float32Array> {
     const { n, r0, m, k } = s;
-    const session = await this.session(`norms:${n},${r0},${m},${k}`, (g) => {
-      const f = blocks(g.input('f', 'float32', [n * r0, m]), n, r0, m);
-      const a = blocks(g.input('g', 'float32', [n * r0, k]), n, r0, k);
-      g.output(inner(nn.matmul(f, tr(f)), nn.matmul(a, tr(a))), 'normsq');
+    const session = await this.session(`pack:${n},${r0},${m},${k}`, (g) => {
+      const B = g.input('b', 'float32', [n, m, r0]);
+      const A = g.input('a', 'float32', [n, r0, k]);
+      const normsq = inner(nn.matmul(tr(B), B), nn.matmul(A, tr(A)));
+      const c = nn.reshape(nn.where(nn.greater(normsq, 0), nn.pow(normsq, -0.25), 0), [n, 1, 1]);
+      g.output(normsq, 'normsq');
+      g.output(nn.reshape(nn.mul(tr(B), c), [n * r0, m]), 'f');
+      g.output(nn.reshape(nn.mul(A, c), [n * r0, k]), 'g');
     });
-    const out = await session.run({ f: f32([n * r0, m], s.f), g: f32([n * r0, k], s.g) });
-    return Float64Array.from((out.normsq as nn.Tensor).data as Float32Array);
+    const res = await session.run({ b: nn.tensor('float32', [n, m, r0], b), a: nn.tensor('float32', [n, r0, k], a) }, undefined, { f: f32([n * r0, m], into.f), g: f32([n * r0, k], into.g) });
+    return data(res.normsq);
   }
 
   /**
-   * One subspace-iteration step for one side of JD-Full: Z = (Σ_i M_i V Vᵀ M_iᵀ + μI)·U with
-   * x the side being updated (F for U, G for V) and y the other. Also returns ZᵀZ and the
-   * captured energy Σ_i‖Uᵀ M_i V‖² at the input (U, V).
+   * Fᵀ (m×N) and Gᵀ (k×N), for the iterations' Xᵀ·(N×r) products: ORT's MatMul on a stored
+   * transpose ran 1.2–2.4× faster than Gemm with transA at these shapes, which pays for the
+   * transposes within one iteration. They are the callers' to keep (per call, not per slot, so a
+   * slot's stacks are not held twice while many slots wait).
    */
-  async step(x: Float32Array, y: Float32Array, n: number, r0: number, p: number, q: number, r: number, u: Basis, v: Basis, mu: number): Promise<{ z: Float32Array; gram: Float64Array; energy: number }> {
-    const session = await this.session(`step:${n},${r0},${p},${q},${r}`, (g) => {
-      const X = g.input('x', 'float32', [n * r0, p]);
-      const Y = g.input('y', 'float32', [n * r0, q]);
-      const U = basisIn(g, 'u', p, r);
-      const Vb = basisIn(g, 'v', q, r);
-      const muIn = g.input('mu', 'float32', [1]);
-      const W = blocks(nn.matmul(X, U), n, r0, r);
-      const P = blocks(nn.matmul(Y, Vb), n, r0, r);
-      const Ct = nn.matmul(tr(P), W); // Vᵀ M_iᵀ U
-      const Z = nn.reshape(nn.matmul(P, Ct), [n * r0, r]);
-      const out = nn.add(nn.gemm(X, Z, undefined, { transA: true }), nn.mul(U, muIn));
-      g.output(out, 'z');
-      g.output(nn.gemm(out, out, undefined, { transA: true }), 'gram');
-      g.output(nn.reduceSum(nn.mul(Ct, Ct)), 'energy');
+  async transposes(s: Stack): Promise<{ fT: Float32Array; gT: Float32Array }> {
+    const { n, r0, m, k } = s;
+    const N = n * r0;
+    const session = await this.session(`transposes:${N},${m},${k}`, (g) => {
+      g.output(nn.transpose(g.input('f', 'float32', [N, m])), 'fT');
+      g.output(nn.transpose(g.input('g', 'float32', [N, k])), 'gT');
     });
-    const res = await session.run({
-      x: f32([n * r0, p], x),
-      y: f32([n * r0, q], y),
-      ...JdKernels.basisFeeds('u', u, p, r),
-      ...JdKernels.basisFeeds('v', v, q, r),
-      mu: f32([1], Float32Array.of(mu)),
-    });
-    return { z: data(res.z), gram: Float64Array.from(data(res.gram)), energy: Number(data(res.energy)[0]) };
+    const out = { fT: new Float32Array(m * N), gT: new Float32Array(k * N) };
+    await session.run({ f: f32([N, m], s.f), g: f32([N, k], s.g) }, undefined, { fT: f32([m, N], out.fT), gT: f32([k, N], out.gT) });
+    return out;
   }
 
   /** The eigen-iteration variant: both sides from the same (U, V) in one run (Appendix A.2). */
@@ -139,20 +137,26 @@ export class JdKernels {
   }
 
   /**
-   * Materializes Q = z·R and returns QᵀQ (for a second Cholesky-QR pass) and
-   * ‖Q − P PᵀQ‖²_F against the previous basis P (the subspace-change criterion).
+   * Materializes Q = z·R and returns QᵀQ (for a second Cholesky-QR pass) and, given the previous
+   * basis P (as q·R or a plain p×r matrix), ‖Q − P PᵀQ‖²_F, the subspace-change criterion (NaN
+   * without P: two p×r×r products saved where nothing checks it).
    */
-  async orth(z: Basis, prev: Basis, p: number, r: number): Promise<{ q: Float32Array; gram: Float64Array; change: number }> {
-    const session = await this.session(`orth:${p},${r}`, (g) => {
+  async orth(z: Basis, prev: Basis | Float32Array | undefined, p: number, r: number): Promise<{ q: Float32Array; gram: Float64Array; change: number }> {
+    const kind = prev === undefined ? 'none' : prev instanceof Float32Array ? 'plain' : 'lazy';
+    const session = await this.session(`orth:${p},${r},${kind}`, (g) => {
       const Q = basisIn(g, 'z', p, r);
-      const P = basisIn(g, 'p', p, r);
-      const D = nn.sub(Q, nn.matmul(P, nn.gemm(P, Q, undefined, { transA: true })));
       g.output(Q, 'q');
       g.output(nn.gemm(Q, Q, undefined, { transA: true }), 'gram');
+      if (kind === 'none') return;
+      const P = kind === 'plain' ? g.input('p', 'float32', [p, r]) : basisIn(g, 'p', p, r);
+      const D = nn.sub(Q, nn.matmul(P, nn.gemm(P, Q, undefined, { transA: true })));
       g.output(nn.reduceSum(nn.mul(D, D)), 'change');
     });
-    const res = await session.run({ ...JdKernels.basisFeeds('z', z, p, r), ...JdKernels.basisFeeds('p', prev, p, r) });
-    return { q: data(res.q), gram: Float64Array.from(data(res.gram)), change: Number(data(res.change)[0]) };
+    const feeds = JdKernels.basisFeeds('z', z, p, r);
+    if (prev instanceof Float32Array) feeds.p = f32([p, r], prev);
+    else if (prev) Object.assign(feeds, JdKernels.basisFeeds('p', prev, p, r));
+    const res = await session.run(feeds);
+    return { q: data(res.q), gram: Float64Array.from(data(res.gram)), change: res.change ? Number(data(res.change)[0]) : Number.NaN };
   }
 
   /** Cores C_i = Uᵀ M_i V (n×r×r), their energies ‖C_i‖² and diagonals (n×r), and the Grams UᵀU, VᵀV. */
@@ -178,29 +182,6 @@ export class JdKernels {
       ...(res.gu ? { gu: Float64Array.from(data(res.gu)) } : {}),
       ...(res.gv ? { gv: Float64Array.from(data(res.gv)) } : {}),
     };
-  }
-
-  /**
-   * JD-Diag least-squares update of one side: X_new = (Σ_i M_i V diag σ_i)·K⁻¹ with x the side
-   * being updated, y the other side and kinv = K⁻¹ from the host. Returns X_new and its Gram.
-   */
-  async diagUpdate(x: Float32Array, y: Float32Array, n: number, r0: number, p: number, q: number, r: number, v: Basis, sigma: Float32Array, kinv: Float64Array): Promise<{ u: Float32Array; gram: Float64Array }> {
-    const session = await this.session(`diagupd:${n},${r0},${p},${q},${r}`, (g) => {
-      const X = g.input('x', 'float32', [n * r0, p]);
-      const P = blocks(nn.matmul(g.input('y', 'float32', [n * r0, q]), basisIn(g, 'v', q, r)), n, r0, r);
-      const scaled = nn.reshape(nn.mul(P, nn.unsqueeze(g.input('sigma', 'float32', [n, r]), [1])), [n * r0, r]);
-      const out = nn.matmul(nn.gemm(X, scaled, undefined, { transA: true }), g.input('kinv', 'float32', [r, r]));
-      g.output(out, 'u');
-      g.output(nn.gemm(out, out, undefined, { transA: true }), 'gram');
-    });
-    const res = await session.run({
-      x: f32([n * r0, p], x),
-      y: f32([n * r0, q], y),
-      ...JdKernels.basisFeeds('v', v, q, r),
-      sigma: f32([n, r], sigma),
-      kinv: f32([r, r], Float32Array.from(kinv)),
-    });
-    return { u: data(res.u), gram: Float64Array.from(data(res.gram)) };
   }
 
   /**
@@ -271,7 +252,7 @@ export class JdKernels {
   }
 }
 
-function data(t: nn.Tensor | undefined): Float32Array {
+export function data(t: nn.Tensor | undefined): Float32Array {
   if (!t || !(t.data instanceof Float32Array)) throw new Error(`JD kernel returned ${t ? t.dtype : 'nothing'}: expected a float32 tensor`);
   return t.data;
 }

@@ -24,33 +24,25 @@ export async function packSlot(kernels: JdKernels, name: string, m: number, k: n
   const n = adapters.length;
   if (n === 0) throw new Error(`module ${name}: no adapters to compress`);
   const r0 = Math.max(...adapters.map((a) => a.rank));
-  const f = new Float32Array(n * r0 * m);
-  const g = new Float32Array(n * r0 * k);
-  adapters.forEach((a, i) => {
-    if (a.A.length !== a.rank * k) throw new Error(`${what(i)}: module ${name}: lora_A has ${a.A.length} values, expected ${a.rank}×${k}`);
-    if (a.B.length !== m * a.rank) throw new Error(`${what(i)}: module ${name}: lora_B has ${a.B.length} values, expected ${m}×${a.rank}`);
-    for (let p = 0; p < a.rank; p++) {
-      const row = (i * r0 + p) * m;
-      for (let j = 0; j < m; j++) f[row + j] = a.B[j * a.rank + p] as number;
-    }
-    g.set(a.A, i * r0 * k);
+  // Each adapter's B as it is (m×rank, columns padded to R0) and A (rows padded): plain copies,
+  // the transposes and scaling happen in the pack graph.
+  const b = new Float32Array(n * m * r0);
+  const a = new Float32Array(n * r0 * k);
+  adapters.forEach((ad, i) => {
+    if (ad.A.length !== ad.rank * k) throw new Error(`${what(i)}: module ${name}: lora_A has ${ad.A.length} values, expected ${ad.rank}×${k}`);
+    if (ad.B.length !== m * ad.rank) throw new Error(`${what(i)}: module ${name}: lora_B has ${ad.B.length} values, expected ${m}×${ad.rank}`);
+    if (ad.rank === r0) b.set(ad.B, i * m * r0);
+    else for (let j = 0; j < m; j++) b.set(ad.B.subarray(j * ad.rank, (j + 1) * ad.rank), (i * m + j) * r0);
+    a.set(ad.A, i * r0 * k);
   });
-  const slot: Slot = { name, n, r0, m, k, f, g, norms: new Float64Array(n), ranks: adapters.map((a) => a.rank) };
-  const normsSq = await kernels.normsSq(slot);
-  adapters.forEach((a, i) => {
+  const slot: Slot = { name, n, r0, m, k, f: new Float32Array(n * r0 * m), g: new Float32Array(n * r0 * k), norms: new Float64Array(n), ranks: adapters.map((ad) => ad.rank) };
+  const normsSq = await kernels.pack(b, a, slot, slot);
+  adapters.forEach((ad, i) => {
     const norm = Math.sqrt(Math.max(normsSq[i] as number, 0));
     if (!Number.isFinite(norm)) throw new Error(`${what(i)}: module ${name}: the LoRA update has a non-finite norm (NaN or Inf in lora_A/lora_B)`);
-    slot.norms[i] = a.scaling * norm;
-    // Both factors by 1/√‖B A‖ so M̃_i = B̃_iÃ_i has unit norm; an all-zero update stays zero.
-    const c = norm > 0 ? 1 / Math.sqrt(norm) : 0;
-    scaleRows(f, i * r0 * m, r0 * m, c);
-    scaleRows(g, i * r0 * k, r0 * k, c);
+    slot.norms[i] = ad.scaling * norm;
   });
   return slot;
-}
-
-function scaleRows(x: Float32Array, start: number, len: number, c: number): void {
-  for (let j = start; j < start + len; j++) x[j] = (x[j] as number) * c;
 }
 
 /** The slot restricted to `members` (indices into the slot's adapters), in that order. */

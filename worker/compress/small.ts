@@ -1,7 +1,7 @@
 // r×r algebra for the JD iterations, in float64 on the host: everything here is at most
 // r×r (or n×r for n adapters), so a TypeScript loop is cheaper than a graph run.
-// Anything of size d×r or larger goes through the graphs in kernels.ts.
-import { cholesky, matmulF64, symmetricEigen, transposeF64 } from '../onnx/linalg.js';
+// Anything of size d×r or larger, and the iterations' n×r×r work, goes through graphs.
+import { matmulF64, symmetricEigen, transposeF64 } from '../onnx/linalg.js';
 
 export function identity(r: number, scale = 1): Float64Array {
   const out = new Float64Array(r * r);
@@ -9,27 +9,76 @@ export function identity(r: number, scale = 1): Float64Array {
   return out;
 }
 
-/** Upper-triangular R with G = RᵀR (the R of a QR whose Gram is G); null when G is not positive definite. */
-export function choleskyUpper(g: Float64Array, r: number): Float64Array | null {
-  try {
-    return transposeF64(cholesky(symmetrize(g, r), r), r, r);
-  } catch {
-    return null;
+/**
+ * Σ_{t<len} a[ia+t]·b[ib+t] with four partial sums, so consecutive adds do not wait on each
+ * other: the factorizations below are all such row·row dot products, and they run several times
+ * per JD iteration (at r = 64, one chained sum made each cost about as much as a graph run).
+ */
+function dotRows(a: Float64Array, ia: number, b: Float64Array, ib: number, len: number): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let t = 0;
+  for (; t + 3 < len; t += 4) {
+    s0 += (a[ia + t] as number) * (b[ib + t] as number);
+    s1 += (a[ia + t + 1] as number) * (b[ib + t + 1] as number);
+    s2 += (a[ia + t + 2] as number) * (b[ib + t + 2] as number);
+    s3 += (a[ia + t + 3] as number) * (b[ib + t + 3] as number);
   }
+  for (; t < len; t++) s0 += (a[ia + t] as number) * (b[ib + t] as number);
+  return s0 + s1 + (s2 + s3);
 }
 
-/** Inverse of an upper-triangular matrix by back substitution. */
-export function invertUpper(u: Float64Array, r: number): Float64Array {
-  const inv = new Float64Array(r * r);
-  for (let j = 0; j < r; j++) {
-    inv[j * r + j] = 1 / (u[j * r + j] as number);
-    for (let i = j - 1; i >= 0; i--) {
-      let s = 0;
-      for (let k = i + 1; k <= j; k++) s += (u[i * r + k] as number) * (inv[k * r + j] as number);
-      inv[i * r + j] = -s / (u[i * r + i] as number);
+/** Lower-triangular L with (A + Aᵀ)/2 = L·Lᵀ (row by row), null when that is not positive definite. */
+export function choleskyLower(a: Float64Array, r: number): Float64Array | null {
+  const l = new Float64Array(r * r);
+  for (let i = 0; i < r; i++) {
+    const ri = i * r;
+    for (let j = 0; j <= i; j++) {
+      const rj = j * r;
+      const s = 0.5 * ((a[ri + j] as number) + (a[rj + i] as number)) - dotRows(l, ri, l, rj, j);
+      if (i === j) {
+        if (!(s > 0)) return null;
+        l[ri + i] = Math.sqrt(s);
+      } else l[ri + j] = s / (l[rj + j] as number);
     }
   }
-  return inv;
+  return l;
+}
+
+/**
+ * Y = L⁻ᵀ (upper-triangular; the R⁻¹ of R = Lᵀ) by rows: Y_jj = 1/L_jj and, for i > j,
+ * Y_ji = −(Σ_{j≤k<i} L_ik·Y_jk) / L_ii, a dot product of two rows.
+ */
+export function inverseTransposeLower(l: Float64Array, r: number): Float64Array {
+  const y = new Float64Array(r * r);
+  for (let j = 0; j < r; j++) {
+    const rj = j * r;
+    y[rj + j] = 1 / (l[rj + j] as number);
+    for (let i = j + 1; i < r; i++) y[rj + i] = -dotRows(l, i * r + j, y, rj + j, i - j) / (l[i * r + i] as number);
+  }
+  return y;
+}
+
+/** A⁻¹ = L⁻ᵀL⁻¹ = Y·Yᵀ with Y = L⁻ᵀ upper-triangular, so entry (i, j) is a dot of rows i and j from max(i, j) on. */
+function inverseFromCholesky(l: Float64Array, r: number): Float64Array {
+  const y = inverseTransposeLower(l, r);
+  const out = new Float64Array(r * r);
+  for (let i = 0; i < r; i++) {
+    for (let j = i; j < r; j++) {
+      const s = dotRows(y, i * r + j, y, j * r + j, r - j);
+      out[i * r + j] = s;
+      out[j * r + i] = s;
+    }
+  }
+  return out;
+}
+
+function transposeSquare(a: Float64Array, r: number): Float64Array {
+  const t = new Float64Array(r * r);
+  for (let i = 0; i < r; i++) for (let j = 0; j < r; j++) t[j * r + i] = a[i * r + j] as number;
+  return t;
 }
 
 /** (G + Gᵀ)/2: Grams computed in float32 are symmetric only up to rounding. */
@@ -46,11 +95,12 @@ export function symmetrize(g: Float64Array, r: number): Float64Array {
  * that rare).
  */
 export function orthonormalizer(g: Float64Array, r: number): { inv: Float64Array; fwd: Float64Array } {
-  const upper = choleskyUpper(g, r);
-  if (upper) {
+  const lower = choleskyLower(g, r);
+  if (lower) {
     let ok = true;
-    for (let i = 0; i < r; i++) if (!((upper[i * r + i] as number) > 1e-30)) ok = false;
-    if (ok) return { inv: invertUpper(upper, r), fwd: upper };
+    for (let i = 0; i < r; i++) if (!((lower[i * r + i] as number) > 1e-30)) ok = false;
+    // R = Lᵀ, R⁻¹ = (L⁻¹)ᵀ
+    if (ok) return { inv: inverseTransposeLower(lower, r), fwd: transposeSquare(lower, r) };
   }
   const { values, vectors } = symmetricEigen(symmetrize(g, r), r);
   const top = Math.max(values[0] as number, 0);
@@ -76,28 +126,21 @@ export function orthonormalizer(g: Float64Array, r: number): { inv: Float64Array
  * by the Schur product theorem whenever V has full rank and no σ column is all zero.
  */
 export function invSymPsd(a: Float64Array, r: number, rel = 1e-10): Float64Array {
-  const upper = choleskyUpper(a, r);
-  if (upper) {
+  const lower = choleskyLower(a, r);
+  if (lower) {
     let maxDiag = 0;
     for (let i = 0; i < r; i++) maxDiag = Math.max(maxDiag, a[i * r + i] as number);
     let ok = maxDiag > 0;
-    for (let i = 0; i < r && ok; i++) if (!((upper[i * r + i] as number) ** 2 > rel * maxDiag)) ok = false;
-    if (ok) {
-      const ri = invertUpper(upper, r);
-      // A⁻¹ = R⁻¹R⁻ᵀ
-      const out = new Float64Array(r * r);
-      for (let i = 0; i < r; i++) {
-        for (let j = i; j < r; j++) {
-          let s = 0;
-          for (let k = j; k < r; k++) s += (ri[i * r + k] as number) * (ri[j * r + k] as number);
-          out[i * r + j] = s;
-          out[j * r + i] = s;
-        }
-      }
-      return out;
-    }
+    for (let i = 0; i < r && ok; i++) if (!((lower[i * r + i] as number) ** 2 > rel * maxDiag)) ok = false;
+    if (ok) return inverseFromCholesky(lower, r);
   }
   return pinvSym(a, r, rel);
+}
+
+/** A⁻¹ through Cholesky whenever it succeeds, else the pseudo-inverse (eigenvalues below rel·λmax dropped). */
+export function invPd(a: Float64Array, r: number, rel = 1e-10): Float64Array {
+  const lower = choleskyLower(a, r);
+  return lower ? inverseFromCholesky(lower, r) : pinvSym(a, r, rel);
 }
 
 /** Moore–Penrose inverse of a symmetric positive semidefinite matrix (eigenvalues below rel·λmax dropped). */
@@ -118,7 +161,17 @@ export function pinvSym(a: Float64Array, r: number, rel = 1e-10): Float64Array {
 
 /** Elementwise product. */
 export function hadamard(a: Float64Array, b: Float64Array): Float64Array {
-  return Float64Array.from(a, (x, i) => x * (b[i] as number));
+  // A plain loop: TypedArray.from with a mapping function is ~40× slower in V8.
+  const out = new Float64Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = (a[i] as number) * (b[i] as number);
+  return out;
+}
+
+/** x·c elementwise into a new array. */
+export function scale<T extends Float32Array | Float64Array>(x: T, c: number): T {
+  const out = new (x.constructor as new (n: number) => T)(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = (x[i] as number) * c;
+  return out;
 }
 
 export function matmul(a: Float64Array, b: Float64Array, m: number, k: number, n: number): Float64Array {
