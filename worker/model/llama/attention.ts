@@ -8,7 +8,7 @@
 //             sliding_window_overlay: a query sees itself and the window − 1 positions before it;
 //   padding — attention_mask 0 entries (HF convention, left padding for batches).
 import * as nn from '../../onnx/index.js';
-import { type LlamaConfig } from './config.js';
+import { blockSizes, type LlamaConfig } from './config.js';
 import { linear } from './lora.js';
 import { type LlamaParams } from './params.js';
 import { applyRope, type RopeAngles } from './rope.js';
@@ -74,11 +74,13 @@ export interface AttentionOutputs {
 export function attention(p: LlamaParams, layer: number, inp: AttentionInputs): AttentionOutputs {
   const c: LlamaConfig = p.config;
   const hd = c.headDim;
-  const kvHeads = c.numKeyValueHeads;
-  const group = c.numAttentionHeads / kvHeads;
+  const sizes = blockSizes(c, layer);
+  const heads = sizes.numAttentionHeads;
+  const kvHeads = sizes.numKeyValueHeads;
+  const group = heads / kvHeads;
   const path = (m: string): string => `model.layers.${layer}.self_attn.${m}`;
 
-  const q = applyRope(nn.reshape(linear(p, path('q_proj'), inp.x), [0, 0, c.numAttentionHeads, hd]), inp.angles, hd);
+  const q = applyRope(nn.reshape(linear(p, path('q_proj'), inp.x), [0, 0, heads, hd]), inp.angles, hd);
   const k = applyRope(nn.reshape(linear(p, path('k_proj'), inp.x), [0, 0, kvHeads, hd]), inp.angles, hd);
   const v = nn.reshape(linear(p, path('v_proj'), inp.x), [0, 0, kvHeads, hd]);
 

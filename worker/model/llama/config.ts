@@ -3,9 +3,19 @@
 // be passed as is; tests build configs by hand. Module names and shapes come from the formats
 // layer, which owns the HF naming.
 import type { LlamaFamilyConfig, RopeScaling } from '../../formats/hf-config.js';
-import { LINEAR_MODULES, linearModulePath, linearShape, type LinearModule } from '../../formats/hf-checkpoint.js';
+import { LINEAR_MODULES, linearModulePath, linearShape, type LinearModule, type LinearSizes } from '../../formats/hf-checkpoint.js';
 
-export { LINEAR_MODULES, linearShape, type LinearModule, type RopeScaling };
+export { LINEAR_MODULES, linearShape, type LinearModule, type LinearSizes, type RopeScaling };
+
+/**
+ * Sizes of one block that differ from the config's: a structurally pruned model (LORAM) keeps a
+ * block's MLP neurons and KV heads in its own numbers. Query heads follow their KV heads, so a
+ * block has numKeyValueHeads · (numAttentionHeads / numKeyValueHeads of the config) of them.
+ */
+export interface LayerSizes {
+  intermediateSize: number;
+  numKeyValueHeads: number;
+}
 
 /**
  * The fields of the normalized HF config the graphs read; modelType is any string so tests can
@@ -15,7 +25,19 @@ export { LINEAR_MODULES, linearShape, type LinearModule, type RopeScaling };
 export type LlamaConfig = Pick<LlamaFamilyConfig,
   'hiddenSize' | 'intermediateSize' | 'numHiddenLayers' | 'numAttentionHeads' | 'numKeyValueHeads' | 'headDim' |
   'rmsNormEps' | 'ropeTheta' | 'ropeScaling' | 'maxPositionEmbeddings' | 'vocabSize' | 'tieWordEmbeddings' |
-  'qkvBias' | 'oProjBias' | 'mlpBias'> & Partial<Pick<LlamaFamilyConfig, 'slidingWindow' | 'maxWindowLayers'>> & { modelType: string };
+  'qkvBias' | 'oProjBias' | 'mlpBias'> & Partial<Pick<LlamaFamilyConfig, 'slidingWindow' | 'maxWindowLayers'>> & {
+  modelType: string;
+  /** Per-block sizes, one entry per layer; absent: every block has the config's sizes (any HF checkpoint). */
+  layerSizes?: readonly LayerSizes[];
+};
+
+/** The linear-layer sizes of block `layer`: its own when the config lists per-block sizes. */
+export function blockSizes(c: LlamaConfig, layer: number): LinearSizes {
+  const own = c.layerSizes?.[layer];
+  if (!own) return c;
+  const group = c.numAttentionHeads / c.numKeyValueHeads;
+  return { hiddenSize: c.hiddenSize, headDim: c.headDim, intermediateSize: own.intermediateSize, numKeyValueHeads: own.numKeyValueHeads, numAttentionHeads: own.numKeyValueHeads * group };
+}
 
 /**
  * The attention window of one layer in tokens, or null when the layer attends to every earlier
@@ -52,6 +74,14 @@ export function validateConfig(c: LlamaConfig): void {
   }
   if (c.numAttentionHeads % c.numKeyValueHeads !== 0) {
     throw new Error(`llama config: numKeyValueHeads (${c.numKeyValueHeads}) must divide numAttentionHeads (${c.numAttentionHeads})`);
+  }
+  if (c.layerSizes !== undefined) {
+    if (c.layerSizes.length !== c.numHiddenLayers) throw new Error(`llama config: layerSizes has ${c.layerSizes.length} entries, expected one per layer (${c.numHiddenLayers})`);
+    c.layerSizes.forEach((s, l) => {
+      for (const k of ['intermediateSize', 'numKeyValueHeads'] as const) {
+        if (!Number.isInteger(s[k]) || s[k] <= 0) throw new Error(`llama config: layerSizes[${l}].${k} must be a positive integer, got ${JSON.stringify(s[k])}`);
+      }
+    });
   }
   if (c.headDim % 2 !== 0) throw new Error(`llama config: headDim must be even for rotary embeddings, got ${c.headDim}`);
   if (!(c.rmsNormEps > 0)) throw new Error(`llama config: rmsNormEps must be positive, got ${c.rmsNormEps}`);

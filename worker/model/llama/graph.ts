@@ -7,7 +7,7 @@
 // Each is one ORT session run: per-run overhead is per graph, not per layer.
 import { gradients } from '../../autodiff/index.js';
 import * as nn from '../../onnx/index.js';
-import { layerWindow, type LlamaConfig, validateConfig } from './config.js';
+import { blockSizes, layerWindow, type LlamaConfig, validateConfig } from './config.js';
 import { attention, cacheWindowMask, causalMaskFromPositions, type KvCache, paddingMask } from './attention.js';
 import { mlp } from './mlp.js';
 import { LlamaParams, type ParamOptions } from './params.js';
@@ -158,7 +158,7 @@ export function buildDecodeGraph(c: LlamaConfig, opts: GraphOptions = {}): Llama
   const { ids, positions } = tokenInputs(g, 1);
   const past: KvCache[] = [];
   for (let l = 0; l < c.numHiddenLayers; l++) {
-    const shape = ['B', c.numKeyValueHeads, 'P', c.headDim];
+    const shape = ['B', blockSizes(c, l).numKeyValueHeads, 'P', c.headDim];
     past.push({ key: g.input(pastName(l, 'key'), 'float32', shape), value: g.input(pastName(l, 'value'), 'float32', shape) });
   }
   // 'P+1' is the symbol Concat gives the grown cache axis, so the mask broadcasts against it.

@@ -1,6 +1,6 @@
 // Model weights as plain float32 arrays keyed by Hugging Face tensor names, so the graphs do
 // not depend on how a checkpoint was loaded (safetensors, a test fixture, a fresh init).
-import { type LlamaConfig, LINEAR_MODULES, linearHasBias, linearPath, linearShape } from './config.js';
+import { blockSizes, type LlamaConfig, LINEAR_MODULES, linearHasBias, linearPath, linearShape } from './config.js';
 
 export interface WeightTensor {
   readonly shape: readonly number[];
@@ -26,10 +26,11 @@ export function weightSpecs(c: LlamaConfig): WeightSpec[] {
   const out: WeightSpec[] = [{ name: EMBED, shape: [c.vocabSize, c.hiddenSize], init: 'normal' }];
   for (let l = 0; l < c.numHiddenLayers; l++) {
     out.push({ name: `model.layers.${l}.input_layernorm.weight`, shape: [c.hiddenSize], init: 'ones' });
+    const sizes = blockSizes(c, l);
     for (const m of LINEAR_MODULES) {
       const path = linearPath(l, m);
-      out.push({ name: `${path}.weight`, shape: linearShape(c, m), init: 'normal' });
-      if (linearHasBias(c, m)) out.push({ name: `${path}.bias`, shape: [linearShape(c, m)[0]], init: 'zeros' });
+      out.push({ name: `${path}.weight`, shape: linearShape(sizes, m), init: 'normal' });
+      if (linearHasBias(c, m)) out.push({ name: `${path}.bias`, shape: [linearShape(sizes, m)[0]], init: 'zeros' });
     }
     out.push({ name: `model.layers.${l}.post_attention_layernorm.weight`, shape: [c.hiddenSize], init: 'ones' });
   }
