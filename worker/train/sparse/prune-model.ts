@@ -22,6 +22,8 @@ export interface PruneModelOptions {
   cache: SessionCache;
   /** Calibration sequences per session run. Default 8. */
   batch?: number;
+  /** Blocks to prune; default every block. The others pass their inputs on unpruned (LORAM keeps the first and last few). */
+  layers?: ReadonlySet<number>;
   onLayer?: (layer: LayerPruneResult, layers: number) => void;
 }
 
@@ -58,10 +60,11 @@ export async function pruneModel(opts: PruneModelOptions): Promise<PrunedModel> 
   const weights = new Map(opts.weights);
   const runner = new BlockRunner(c, opts.cache, t, opts.batch);
   const kind = statsNeeded(opts.pruner);
-  const prune = patternPercent(opts.pattern) > 0;
+  const pruneAny = patternPercent(opts.pattern) > 0;
   let hidden = embedTokens(embedding, calibration, c.hiddenSize);
   const layers: LayerPruneResult[] = [];
   for (let l = 0; l < c.numHiddenLayers; l++) {
+    const prune = pruneAny && (opts.layers?.has(l) ?? true);
     const dense = await runner.run(l, weights, hidden, n, t, prune ? kind : 'none');
     let zeros = 0;
     let total = 0;
