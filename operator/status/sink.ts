@@ -1,7 +1,8 @@
 // Where coalesced worker state goes: the object's /status subresource, by JSON merge patch.
 // The mapping from ObjectState to status fields is a pure function so a reconciler can
 // swap in its kind's own mapping (or a whole sink) without touching the hub.
-import { ApiException, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
+import { ApiException, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import { RestClient } from '../runtime/rest.js';
 import { setCondition as setRuntimeCondition } from '../runtime/conditions.js';
 import type { ObjectState, PodServing } from './state.js';
 import { objectKey, type ObjectRef } from './wire.js';
@@ -105,17 +106,9 @@ export function setCondition(conditions: readonly Condition[], next: Omit<Condit
 
 export interface MergePatchStatusSinkOptions {
   mapper?: StatusMapper;
-  /** Plural resource names by kind; default: lower-cased kind + "s". */
-  plurals?: Record<string, string>;
   fieldManager?: string;
   now?: () => Date;
 }
-
-const DEFAULT_PLURALS: Record<string, string> = {
-  SparseFineTune: 'sparsefinetunes',
-  AdapterCluster: 'adapterclusters',
-  LoRAServer: 'loraservers',
-};
 
 /**
  * Patches `/status` only, never the spec (GitOps tools would see drift otherwise).
@@ -123,16 +116,15 @@ const DEFAULT_PLURALS: Record<string, string> = {
  * so that write reads first and sends resourceVersion for optimistic concurrency.
  */
 export class MergePatchStatusSink implements StatusSink {
-  private readonly api: CustomObjectsApi;
+  /** The runtime's client: one keep-alive connection, where client-node's typed API opens one per write. */
+  private readonly rest: RestClient;
   private readonly mapper: StatusMapper;
-  private readonly plurals: Record<string, string>;
   private readonly now: () => Date;
   private readonly lastWritten = new Map<string, string>();
 
   constructor(kubeConfig: KubeConfig, private readonly options: MergePatchStatusSinkOptions = {}) {
-    this.api = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.rest = new RestClient(kubeConfig);
     this.mapper = options.mapper ?? defaultStatusMapper;
-    this.plurals = { ...DEFAULT_PLURALS, ...options.plurals };
     this.now = options.now ?? (() => new Date());
   }
 
@@ -145,7 +137,9 @@ export class MergePatchStatusSink implements StatusSink {
     for (let attempt = 0; ; attempt++) {
       const body: Record<string, unknown> = { status: { ...status } };
       if (state.failure) {
-        const current = (await this.api.getNamespacedCustomObjectStatus(target)) as { metadata?: { resourceVersion?: string; uid?: string }; status?: { conditions?: Condition[] } };
+        const current = await this.rest.request<{ metadata?: { resourceVersion?: string; uid?: string }; status?: { conditions?: Condition[] } }>(
+          'GET', await this.rest.path(ref.apiVersion || 'tessera.dev/v1alpha1', ref.kind, ref.namespace, ref.name, 'status'),
+        );
         if (current.metadata?.uid !== ref.uid) throw new Error(`${objectKey(ref)} was re-created (uid ${current.metadata?.uid ?? 'none'}, reports are for ${ref.uid})`);
         const f = state.failure;
         (body.status as Record<string, unknown>).conditions = setCondition(current.status?.conditions ?? [], {
@@ -158,10 +152,7 @@ export class MergePatchStatusSink implements StatusSink {
         body.metadata = { resourceVersion: current.metadata?.resourceVersion };
       }
       try {
-        await this.api.patchNamespacedCustomObjectStatus(
-          { ...target, body, ...(this.options.fieldManager ? { fieldManager: this.options.fieldManager } : {}) },
-          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-        );
+        await this.rest.patch(target, 'merge', body, { subresource: 'status', fieldManager: this.options.fieldManager });
         break;
       } catch (err) {
         if (err instanceof ApiException && err.code === 409 && attempt < 2) continue;
@@ -176,10 +167,8 @@ export class MergePatchStatusSink implements StatusSink {
     this.lastWritten.delete(`${ref.uid}/${objectKey(ref)}`);
   }
 
-  private target(ref: ObjectRef) {
-    const [group, version] = (ref.apiVersion || 'tessera.dev/v1alpha1').split('/');
-    const plural = this.plurals[ref.kind] ?? `${ref.kind.toLowerCase()}s`;
-    return { group: group ?? 'tessera.dev', version: version ?? 'v1alpha1', namespace: ref.namespace, plural, name: ref.name };
+  private target(ref: ObjectRef): KubernetesObject {
+    return { apiVersion: ref.apiVersion || 'tessera.dev/v1alpha1', kind: ref.kind, metadata: { namespace: ref.namespace, name: ref.name } };
   }
 }
 

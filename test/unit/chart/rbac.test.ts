@@ -33,8 +33,11 @@ const USES: Use[] = [
     { file: 'operator/manager/manager.ts', pattern: /informer<Custom<AdapterCluster>>\(api, 'AdapterCluster'\)/ },
     { file: 'operator/manager/manager.ts', pattern: /informer<Custom<LoRAServer>>\(api, 'LoRAServer'\)/ },
   ] },
-  { scope: 'cluster', group: 'tessera.dev', resources: KINDS.map((k) => `${k}/status`), verbs: ['patch'], code: [{ file: 'operator/manager/kube-deps.ts', pattern: /patchStatus\(this\.rest, obj, status\)/ }] },
-  { scope: 'cluster', group: 'tessera.dev', resources: KINDS.map((k) => `${k}/status`), verbs: ['get'], code: [{ file: 'operator/status/sink.ts', pattern: /getNamespacedCustomObjectStatus\(/ }] },
+  { scope: 'cluster', group: 'tessera.dev', resources: KINDS.map((k) => `${k}/status`), verbs: ['patch'], code: [
+    { file: 'operator/manager/kube-deps.ts', pattern: /patchStatus\(this\.rest, obj, status\)/ },
+    { file: 'operator/status/sink.ts', pattern: /this\.rest\.patch\(target, 'merge', body, \{ subresource: 'status'/ },
+  ] },
+  { scope: 'cluster', group: 'tessera.dev', resources: KINDS.map((k) => `${k}/status`), verbs: ['get'], code: [{ file: 'operator/status/sink.ts', pattern: /'GET', await this\.rest\.path\(ref\.apiVersion \|\| 'tessera\.dev\/v1alpha1', ref\.kind, ref\.namespace, ref\.name, 'status'\)/ }] },
   { scope: 'cluster', group: 'tessera.dev', resources: KINDS.map((k) => `${k}/finalizers`), verbs: ['update'], code: [{ file: 'operator/controllers/common/worker-pod.ts', pattern: /blockOwnerDeletion: true/ }] },
   { scope: 'cluster', group: 'batch', resources: ['jobs'], verbs: ['list', 'watch'], code: [{ file: 'operator/manager/manager.ts', pattern: /informer<V1Job>\('batch\/v1', 'Job'\)/ }] },
   { scope: 'cluster', group: 'batch', resources: ['jobs'], verbs: ['create', 'patch'], code: [SSA, { file: 'operator/controllers/sparsefinetune/desired.ts', pattern: /apiVersion: 'batch\/v1', kind: 'Job'/ }] },
