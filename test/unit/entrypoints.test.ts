@@ -173,12 +173,12 @@ describe('tessera-worker entry point', () => {
   };
 
   it('fails train for a method whose engine is not built yet with exit code 3 and reason NotImplemented, naming the method', async () => {
-    const { code, stderr, error } = await runSpec('train', { kind: 'SparseFineTune', spec: { method: 'losa' } });
+    const { code, stderr, error } = await runSpec('train', { kind: 'SparseFineTune', spec: { method: 'spallm' } });
     assert.equal(code, 3, stderr);
     assert.equal(error.level, 'error');
     assert.equal(error.reason, 'NotImplemented');
     assert.equal(error.mode, 'train');
-    assert.match(error.msg, /method losa is not implemented yet: tessera-worker train runs lora and sparsepeft/);
+    assert.match(error.msg, /method spallm is not implemented yet: tessera-worker train runs lora, sparsepeft, (\w+, )*loram$/);
   });
 
   it('fails train on a spec without the fields a SparseFineTune needs, naming one, with exit code 3', async () => {

@@ -1,5 +1,5 @@
 // tessera-worker train: the SparseFineTune Job. Reads the spec and the files it names, runs the
-// method (lora or sparsepeft; the others fail with NotImplemented, naming the method), and writes
+// method (lora, sparsepeft or loram; the others fail with NotImplemented, naming the method), and writes
 // under spec.output.uri, each folder atomically (written aside, then renamed into place):
 //   adapter/  adapter_config.json + adapter_model.safetensors (PEFT)
 //   model/    the merged checkpoint: config.json, model.safetensors, the base's tokenizer files
@@ -17,7 +17,9 @@ import { writeHfCheckpoint } from '../formats/hf-checkpoint.js';
 import { saveLoraAdapter } from '../formats/peft.js';
 import { makeTensor, type Tensor } from '../formats/tensor.js';
 import { SessionCache } from '../onnx/session.js';
-import { FINETUNE_METHODS, type FineTuneMethod, fineTune, type FineTuneResult } from '../train/sparse/finetune.js';
+import { FINETUNE_METHODS, type FineTuneMethod, fineTune, type FineTuneOptions, type FineTuneResult } from '../train/sparse/finetune.js';
+import { fineTuneLoram, type LoramResult, loramMetrics } from '../train/sparse/loram.js';
+import { loadLoramInputs } from './train-loram.js';
 import { loadTrainInputs, parseTrainSpec, type TrainInputs, type TrainSpecFile } from './train-inputs.js';
 import { WorkloadError, type WorkloadContext } from './workload.js';
 
@@ -25,11 +27,13 @@ import { WorkloadError, type WorkloadContext } from './workload.js';
 export const TRAIN_OUTPUT_KEYS = { model: 'modelUri', adapter: 'adapterUri' } as const;
 export const ADAPTER_FOLDER = 'adapter';
 export const MODEL_FOLDER = 'model';
+/** The methods train runs; the CRD's others fail NotImplemented. */
+const TRAIN_METHODS: readonly string[] = [...FINETUNE_METHODS, 'loram'];
 
 export async function runTrain(ctx: WorkloadContext<TrainSpecFile>): Promise<void> {
   const method = ctx.spec?.spec?.method;
-  if (typeof method === 'string' && (SPARSE_METHODS as readonly string[]).includes(method) && !(FINETUNE_METHODS as readonly string[]).includes(method)) {
-    throw new WorkloadError('NotImplemented', `method ${method} is not implemented yet: tessera-worker train runs ${FINETUNE_METHODS.join(' and ')}`);
+  if (typeof method === 'string' && (SPARSE_METHODS as readonly string[]).includes(method) && !TRAIN_METHODS.includes(method)) {
+    throw new WorkloadError('NotImplemented', `method ${method} is not implemented yet: tessera-worker train runs ${TRAIN_METHODS.join(', ')}`);
   }
   const spec = parseTrainSpec(ctx.spec, ctx.specFile);
   const report = ctx.reporter;
@@ -61,7 +65,11 @@ export async function runTrain(ctx: WorkloadContext<TrainSpecFile>): Promise<voi
 
     const { training } = spec;
     const logEvery = Math.max(1, Math.floor(training.steps / 10));
-    const result = await fineTune({
+    const loram = spec.method === 'loram' ? await loadLoramInputs(spec, inputs, ctx.specFile, ctx.spec.locations ?? {}, log) : undefined;
+    const run: (o: FineTuneOptions) => Promise<FineTuneResult | LoramResult> = loram
+      ? (o) => fineTuneLoram({ ...o, ...(loram.calibration ? { calibration: loram.calibration } : {}), loram: loram.settings, onAlignProgress: (p) => progress('Aligning', p.step, p.totalSteps, p.etaSeconds) })
+      : fineTune;
+    const result = await run({
       method: spec.method as FineTuneMethod,
       config: inputs.model.config,
       weights: inputs.model.weights,
@@ -102,6 +110,7 @@ export async function runTrain(ctx: WorkloadContext<TrainSpecFile>): Promise<voi
     values.perplexityBefore = result.perplexityBefore;
     values.perplexityAfter = result.perplexityAfter;
     values.achievedSparsityPercent = result.sparsity.percent;
+    if ('loram' in result) Object.assign(values, loramMetrics(result.loram));
     if (result.losses.length > 0) values.loss = result.losses.at(-1) as number;
     for (const l of result.sparsity.layers) {
       const pruned = result.pruning?.layers[l.index];

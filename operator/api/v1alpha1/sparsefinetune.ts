@@ -85,11 +85,18 @@ const Loram = Type.Object(
     keepLastLayers: Type.Integer({ description: 'Trailing transformer blocks kept unpruned.', minimum: 0, maximum: 256, default: 1 }),
     align: Type.Optional(Type.Object(
       {
-        uri: Uri('General text for continual pre-training of the pruned model.'),
+        uri: Uri('General text for continual pre-training of the pruned model: plain text, or JSON Lines (.jsonl, .json) with dataset.textField.'),
         sha256: Type.Optional(Sha256()),
         steps: Type.Integer({ description: 'Alignment steps.', minimum: 1, maximum: 1000000 }),
+        learningRate: Type.String({ description: 'Peak learning rate of alignment as a decimal string: full-parameter training wants a smaller one than LoRA (the LORAM authors align at 5e-5). Batch, sequence length and schedule are those of training.', pattern: DECIMAL, default: '5e-5', maxLength: 32 }),
       },
-      { description: 'Optional alignment of the pruned model before training (full parameters, lm_head frozen).', 'x-kubernetes-validations': [httpNeedsDigest()] },
+      {
+        description: 'Optional alignment of the pruned model before training (full parameters, lm_head frozen).',
+        'x-kubernetes-validations': [
+          httpNeedsDigest(),
+          { rule: 'double(self.learningRate) > 0.0 && double(self.learningRate) < 1.0', message: 'learningRate must be a decimal in (0, 1), e.g. "5e-5"', fieldPath: '.learningRate' },
+        ],
+      },
     )),
   },
   {
@@ -238,8 +245,13 @@ export const SparseFineTuneStatus = Type.Object(
     metrics: Type.Optional(Type.Object(
       {
         loss: Type.Optional(Type.Number({ description: 'Latest training loss.' })),
-        perplexityBefore: Type.Optional(Type.Number({ description: 'Held-out perplexity of the pruned model before fine-tuning.' })),
-        perplexityAfter: Type.Optional(Type.Number({ description: 'Held-out perplexity after fine-tuning and merging.' })),
+        perplexityBefore: Type.Optional(Type.Number({ description: 'Held-out perplexity of the pruned model before fine-tuning (loram: of the original model, which the recovered adapter is for).' })),
+        perplexityAfter: Type.Optional(Type.Number({ description: 'Held-out perplexity after fine-tuning and merging (loram: the original model with the recovered adapter).' })),
+        prunedParameters: Type.Optional(Type.Number({ description: 'loram: parameters of the pruned model the adapter trained on (its nonzeros for semi and unstructured).' })),
+        parameterReductionRatio: Type.Optional(Type.Number({ description: 'loram: parameters of the original model over those of the pruned one.' })),
+        perplexityPruned: Type.Optional(Type.Number({ description: 'loram: held-out perplexity of the pruned model.' })),
+        perplexityAligned: Type.Optional(Type.Number({ description: 'loram: held-out perplexity of the pruned model after alignment.' })),
+        perplexityPrunedLora: Type.Optional(Type.Number({ description: 'loram: held-out perplexity of the pruned (aligned) model with its adapter, before recovery.' })),
         achievedSparsityPercent: Type.Optional(Type.Number({ description: 'Share of zeros in the merged model\'s prunable weights, in percent.' })),
         layers: Type.Optional(Type.Array(LayerMetric, { description: 'Per-layer sparsity, rank and reconstruction error.', maxItems: 1024 })),
       },

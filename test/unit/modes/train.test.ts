@@ -11,6 +11,8 @@ import { SPARSE_METHODS, type SparseFineTuneSpec, SparseFineTuneStatus } from '.
 import { tesseraStatusMapper } from '../../../operator/status/kind-mappers.js';
 import { emptyState, foldReport } from '../../../operator/status/state.js';
 import type { Artifact, Completion, LayerMetric, Progress } from '../../../operator/status/wire.js';
+import { loadBrown } from '../../../worker/data/corpora.js';
+import { numParameters } from '../../../worker/model/llama/weights.js';
 import { loadAdapter, loadModel } from '../../../worker/modes/load-model.js';
 import { runTrain } from '../../../worker/modes/train.js';
 import { type TrainSpecFile } from '../../../worker/modes/train-inputs.js';
@@ -134,9 +136,9 @@ describe('the train workload', function () {
     assert.equal(digest, createHash('sha256').update(await fsp.readFile(join(out, 'adapter', 'adapter_model.safetensors'))).digest('hex'));
   });
 
-  for (const method of SPARSE_METHODS.filter((m) => m !== 'lora' && m !== 'sparsepeft')) {
+  for (const method of SPARSE_METHODS.filter((m) => m !== 'lora' && m !== 'sparsepeft' && m !== 'loram')) {
     it(`fails method ${method} with NotImplemented, naming it, before reading any file`, async () => {
-      await failure({ ...spec(), method, baseModel: { uri: 'file:///nowhere' } }, 'NotImplemented', new RegExp(`method ${method} is not implemented yet: tessera-worker train runs lora and sparsepeft`));
+      await failure({ ...spec(), method, baseModel: { uri: 'file:///nowhere' } }, 'NotImplemented', new RegExp(`method ${method} is not implemented yet: tessera-worker train runs lora, sparsepeft, (\\w+, )*loram$`));
     });
   }
 
@@ -168,5 +170,38 @@ describe('the train workload', function () {
       runTrain({ spec: { spec: { ...spec(), dataset: { ...spec().dataset, uri: `file://${join(root, 'data', 'bad.jsonl')}` } }, locations: { 'file:///models/tiny': tiny.dir } }, specFile: 'spec.json', reporter: undefined, log: pino({ level: 'silent' }) }),
       (err: unknown) => err instanceof WorkloadError && err.reason === 'DatasetUnreadable' && /spec\.dataset\.uri .*bad\.jsonl:2: field "text" must be a string/.test(err.message),
     );
+  });
+
+  const loramSpec = (loram: NonNullable<SparseFineTuneSpec['loram']>, over: Partial<SparseFineTuneSpec> = {}): SparseFineTuneSpec => ({ ...spec(), method: 'loram', sparsity: undefined, loram, output: { uri: 'file:///out/run', mergedModel: true, adapter: true }, ...over });
+
+  it('loram: trains on a pruned model, aligned first, and writes an adapter and a merged model of the original model\'s shapes, reporting each stage\'s perplexity', async () => {
+    const general = join(root, 'data', 'general.txt');
+    await fsp.writeFile(general, loadBrown().slice(0, 20).map((d) => d.text).join('\n\n'));
+    const reporter = await run(loramSpec({ pruning: 'structured', prunePercent: 50, keepFirstLayers: 0, keepLastLayers: 1, align: { uri: `file://${general}`, steps: 6, learningRate: '1e-4' } }));
+    const out = join(root, 'out', 'run');
+    assert.deepEqual((await fsp.readdir(out)).sort(), ['adapter', 'model'], 'no .pending or .checkpoints folder is left behind');
+    // The outputs are for the original model: its config, every module at its full shape.
+    const model = await loadModel(join(out, 'model'));
+    assert.deepEqual({ ...model.config, extra: {} }, { ...tiny.model.config, torchDtype: 'float32', extra: {} });
+    const adapter = await loadAdapter(join(out, 'adapter'), tiny.model.config);
+    assert.equal(adapter.adapter.modules.size, 2 * 3);
+    assert.deepEqual(adapter.adapter.modules.get('model.layers.0.mlp.down_proj')?.A.shape, [4, 176]);
+
+    // W₀ first; then the pruned model, its LoRA merged into it, and the original with the recovered adapter.
+    assert.deepEqual(reporter.stages, ['Evaluating', 'Pruning', 'Aligning', 'Evaluating', 'Training', 'Merging', 'Evaluating', 'Merging', 'Evaluating', 'Succeeded']);
+    const values = reporter.metricsSent.at(-1)?.values ?? {};
+    for (const k of ['perplexityBefore', 'perplexityAfter', 'prunedParameters', 'parameterReductionRatio', 'perplexityPruned', 'perplexityAligned', 'perplexityPrunedLora', 'loss']) assert.ok(Number.isFinite(values[k]), `${k}: ${values[k]}`);
+    // Block 0 loses 88 of 176 neurons and one of two KV heads: 3·64·88 + 96·64 weights.
+    assert.equal(values.prunedParameters, numParameters(tiny.model.config) - (3 * 64 * 88 + 96 * 64));
+    assert.equal(values.achievedSparsityPercent, 0);
+    const state = emptyState(objectRef('loram', { kind: 'SparseFineTune' }));
+    foldReport(state, { seq: 1, object: state.ref, pod: 'p', unixMs: 1, body: 'metrics', metrics: reporter.metricsSent.at(-1) } as Parameters<typeof foldReport>[1], 'p', 1);
+    const status = tesseraStatusMapper(state);
+    assert.ok(Value.Check(SparseFineTuneStatus, status), JSON.stringify([...Value.Errors(SparseFineTuneStatus, status)].map((e) => `${e.path}: ${e.message}`)));
+  });
+
+  it('loram: refuses settings that leave nothing to prune, naming the fields, before any compute', async () => {
+    await failure(loramSpec({ pruning: 'structured', prunePercent: 50, keepFirstLayers: 1, keepLastLayers: 1 }), 'SpecInvalid', /spec\.loram\.keepFirstLayers 1 and keepLastLayers 1 keep all 2 blocks of the model whole/);
+    await failure(loramSpec({ pruning: 'random', prunePercent: 50, keepFirstLayers: 0, keepLastLayers: 0, align: { uri: 'file:///data/none.txt', steps: 1, learningRate: '5e-5' } }), 'DatasetUnreadable', /spec\.loram\.align\.uri file:\/\/\/data\/none\.txt/);
   });
 });

@@ -181,7 +181,9 @@ export async function fineTuneLoram(opts: LoramOptions): Promise<LoramResult> {
     ? new Map([...recovered.keys()].map((path) => [path, masks.get(path) ?? new Float32Array((opts.weights.get(`${path}.weight`) as WeightTensor).data.length).fill(1)]))
     : undefined;
   opts.onStage?.('Merging', 0, 1);
+  if (mergeMasks) opts.log?.warn({ pruning: s.pruning }, 'the merged model applies the recovered update masked by the pruning mask; a PEFT adapter cannot carry a mask, so the adapter written applies it whole (perplexityRecoveredUnmasked)');
   const merged = await mergeLora(opts.weights, recovered, opts.cache, mergeMasks);
+  opts.onStage?.('Evaluating', 1, 1);
   report.perplexityRecovered = await perplexity(c, merged);
   if (mergeMasks) report.perplexityRecoveredUnmasked = await perplexity(c, opts.weights, recovered);
   const { rank, alpha, targetModules } = opts.adapter;
