@@ -13,7 +13,7 @@
 //  - Bases travel lazily as q·R (R an r×r correction from the host) only until a run
 //    materializes them; the materialized O is returned and is the next half-step's `cur`.
 import * as nn from '../onnx/index.js';
-import { type Basis, basisIn, blocks, data, f32, JdKernels, type Stack, tr } from './kernels.js';
+import { type Basis, basisIn, basisIn64, data, data64, f32, gram64, JdKernels, type Stack, tr } from './kernels.js';
 
 /** One side's view of a slot: `x` (N×p, and its transpose) is updated against `y` (N×q). */
 export interface Side {
@@ -25,7 +25,7 @@ export interface Side {
 }
 
 export interface StepOut {
-  /** Z (p×r) before any normalization, and ZᵀZ. */
+  /** Z (p×r) before any normalization, and ZᵀZ (in float64 when asked: see basisIn64). */
   z: Float32Array;
   gram: Float64Array;
 }
@@ -50,64 +50,63 @@ export class FullSteps {
   }
 
   static async create(kernels: JdKernels, s: Stack, r: number): Promise<FullSteps> {
-    const { fT, gT } = await kernels.transposes(s);
+    const { fT, gT } = kernels.transposes(s);
     return new FullSteps(kernels, s, r, { x: s.f, xT: fT, y: s.g, p: s.m, q: s.k }, { x: s.g, xT: gT, y: s.f, p: s.k, q: s.m });
   }
 
   /**
-   * The half-step's first subspace step from `cur` (p×r, orthonormal). `xCur` is X·cur when the
-   * previous half-step computed it (else it is computed here); Y·O is written into `yOther`.
-   * Also returns O materialized and the captured energy Σ_i‖Oᵀ M_iᵀ cur‖².
+   * The half-step's first subspace step from `cur` (p×r orthonormal, plain or as q·R). `xCur` is
+   * X·cur when the previous half-step computed it (else it is computed here); Y·O is written into
+   * `yOther`. Also returns O materialized and the captured energy Σ_i‖Oᵀ M_iᵀ cur‖².
    */
-  async first(side: Side, cur: Float32Array, xCur: Float32Array | undefined, other: Basis, mu: number, yOther: Float32Array): Promise<StepOut & { energy: number; other: Float32Array }> {
+  async first(side: Side, cur: Float32Array | Basis, xCur: Float32Array | undefined, other: Basis, mu: number, yOther: Float32Array, exactGram: boolean): Promise<StepOut & { energy: number; other: Float32Array }> {
     const { n, r0, r } = this;
     const N = n * r0;
     const { p, q } = side;
     const reuse = xCur !== undefined;
-    const session = await this.kernels.session(`full-first:${n},${r0},${p},${q},${r},${reuse ? 'w' : 'xz'}`, (g) => {
-      const X = g.input('x', 'float32', [N, p]);
-      const z = g.input('cur', 'float32', [p, r]);
-      const O = basisIn(g, 'o', q, r);
-      const P = nn.matmul(g.input('y', 'float32', [N, q]), O);
-      const Pb = blocks(P, n, r0, r);
-      const H = nn.matmul(Pb, tr(Pb));
-      const W = blocks(reuse ? g.input('w', 'float32', [N, r]) : nn.matmul(X, z), n, r0, r);
+    const lazy = !(cur instanceof Float32Array);
+    // X, Y and the N×r products go in as [n, R0, ·] views of the same buffers: the per-adapter
+    // blocks need no Reshape nodes.
+    const { session, out } = await this.kernels.graph(`full-first:${n},${r0},${p},${q},${r},${reuse ? 'w' : 'xz'},${lazy ? 'lazy' : 'plain'},${exactGram ? 64 : 32}`, (g) => {
+      const z = lazy ? basisIn64(g, 'cur', p, r) : g.input('cur', 'float32', [p, r]);
+      const O = basisIn64(g, 'o', q, r);
+      const P = nn.matmul(g.input('y', 'float32', [n, r0, q]), O);
+      const H = nn.matmul(P, tr(P));
+      const W = reuse ? g.input('w', 'float32', [n, r0, r]) : nn.matmul(g.input('x', 'float32', [n, r0, p]), z);
       const HW = nn.matmul(H, W);
       const Z = nn.add(nn.matmul(g.input('xT', 'float32', [p, N]), nn.reshape(HW, [N, r])), nn.mul(z, g.input('mu', 'float32', [1])));
-      g.output(Z, 'z');
-      g.output(nn.gemm(Z, Z, undefined, { transA: true }), 'gram');
       // Σ_i ‖P_iᵀW_i‖² = Σ_i ⟨H_iW_i, W_i⟩
-      g.output(nn.reduceSum(nn.mul(HW, W)), 'energy');
-      g.output(P, 'p');
-      g.output(H, 'h');
-      g.output(O, 'oOut');
+      return { z: Z, gram: exactGram ? gram64(Z) : nn.gemm(Z, Z, undefined, { transA: true }), energy: nn.reduceSum(nn.mul(HW, W)), p: P, h: H, o: O };
     });
     const feeds: Record<string, nn.Tensor> = {
-      x: f32([N, p], side.x),
       xT: f32([p, N], side.xT),
-      y: f32([N, q], side.y),
-      cur: f32([p, r], cur),
-      ...JdKernels.basisFeeds('o', other, q, r),
+      y: f32([n, r0, q], side.y),
+      ...(lazy ? JdKernels.basisFeeds64('cur', cur, p, r) : { cur: f32([p, r], cur) }),
+      ...JdKernels.basisFeeds64('o', other, q, r),
       mu: f32([1], Float32Array.of(mu)),
     };
-    if (xCur) feeds.w = f32([N, r], xCur);
-    const res = await session.run(feeds, undefined, { p: f32([N, r], yOther), h: nn.tensor('float32', [n, r0, r0], this.h) });
-    return { z: data(res.z), gram: Float64Array.from(data(res.gram)), energy: Number(data(res.energy)[0]), other: data(res.oOut) };
+    if (xCur) feeds.w = f32([n, r0, r], xCur);
+    else feeds.x = f32([n, r0, p], side.x);
+    const res = await session.run(feeds, undefined, { [out.p]: f32([n, r0, r], yOther), [out.h]: f32([n, r0, r0], this.h) });
+    return { z: data(res[out.z]), gram: gramOf(res[out.gram]), energy: Number(data(res[out.energy])[0]), other: data(res[out.o]) };
   }
 
   /** A further subspace step from z (with the H_i of the last first()). */
-  async next(side: Side, z: Basis, mu: number): Promise<StepOut> {
+  async next(side: Side, z: Basis, mu: number, exactGram: boolean): Promise<StepOut> {
     const { n, r0, r } = this;
     const N = n * r0;
     const { p } = side;
-    const session = await this.kernels.session(`full-next:${n},${r0},${p},${r}`, (g) => {
+    const { session, out } = await this.kernels.graph(`full-next:${n},${r0},${p},${r},${exactGram ? 64 : 32}`, (g) => {
       const zm = basisIn(g, 'zin', p, r);
-      const HW = nn.matmul(g.input('h', 'float32', [n, r0, r0]), blocks(nn.matmul(g.input('x', 'float32', [N, p]), zm), n, r0, r));
+      const HW = nn.matmul(g.input('h', 'float32', [n, r0, r0]), nn.matmul(g.input('x', 'float32', [n, r0, p]), zm));
       const Z = nn.add(nn.matmul(g.input('xT', 'float32', [p, N]), nn.reshape(HW, [N, r])), nn.mul(zm, g.input('mu', 'float32', [1])));
-      g.output(Z, 'z');
-      g.output(nn.gemm(Z, Z, undefined, { transA: true }), 'gram');
+      return { z: Z, gram: exactGram ? gram64(Z) : nn.gemm(Z, Z, undefined, { transA: true }) };
     });
-    const res = await session.run({ x: f32([N, p], side.x), xT: f32([p, N], side.xT), h: nn.tensor('float32', [n, r0, r0], this.h), ...JdKernels.basisFeeds('zin', z, p, r), mu: f32([1], Float32Array.of(mu)) });
-    return { z: data(res.z), gram: Float64Array.from(data(res.gram)) };
+    const res = await session.run({ x: f32([n, r0, p], side.x), xT: f32([p, N], side.xT), h: f32([n, r0, r0], this.h), ...JdKernels.basisFeeds('zin', z, p, r), mu: f32([1], Float32Array.of(mu)) });
+    return { z: data(res[out.z]), gram: gramOf(res[out.gram]) };
   }
+}
+
+function gramOf(t: nn.Tensor | undefined): Float64Array {
+  return t?.dtype === 'float64' ? data64(t) : Float64Array.from(data(t));
 }

@@ -1,13 +1,12 @@
 // JD-Diag: free U (m×r), V (k×r) and a diagonal σ_i per adapter, by alternating least
 // squares (Appendix A.1 case 2): σ_i, then U, then V, then a rescale that leaves every
 // U diag(σ_i) Vᵀ unchanged but keeps the three factors at comparable scales.
-import { cholQr2 } from './basis.js';
 import { DiagSteps } from './diag-steps.js';
 import { type Basis, type JdKernels } from './kernels.js';
 import { checkRank } from './jd-full.js';
 import { gaussianArray } from './random.js';
 import { type Slot, totalEnergy } from './slot.js';
-import { choleskyLower, hadamard, identity, invPd, invSymPsd, pinvSym, scale } from './small.js';
+import { choleskyLower, hadamard, identity, invPd, invSymPsd, matmul, orthonormalizer, pinvSym, scale } from './small.js';
 import { type JdOptions, type SlotResult } from './types.js';
 
 export async function jdDiag(kernels: JdKernels, slot: Slot, opts: JdOptions): Promise<SlotResult> {
@@ -95,11 +94,24 @@ function frob(a: Float64Array, b: Float64Array): number {
   return s;
 }
 
-/** Squared errors of U diag(σ_i) Vᵀ, measured in orthonormal bases U = Q_U R_U, V = Q_V R_V. */
+/**
+ * Squared errors of U diag(σ_i) Vᵀ, measured in orthonormal bases U = Q_U R_U, V = Q_V R_V. The
+ * Grams must be float64 ones of U and V as errors() materializes them: then one Cholesky-QR pass,
+ * applied in float64 there, gives Q_U and Q_V orthonormal to float32 rounding.
+ */
 export async function diagErrors(kernels: JdKernels, slot: Slot, r: number, U: Basis, V: Basis, gu: Float64Array, gv: Float64Array, sigma: Float32Array): Promise<Float64Array> {
-  const qu = await cholQr2(kernels, U, gu, undefined, slot.m, r);
-  const qv = await cholQr2(kernels, V, gv, undefined, slot.k, r);
-  return (await kernels.errors(slot, r, qu.basis, qv.basis, { sigma, ru: qu.R(), rv: qv.R() })).err2;
+  const ou = orthonormalizer(gu, r);
+  const ov = orthonormalizer(gv, r);
+  const qu = { q: U.q, R: rightMul(U.R, ou.inv, r) };
+  const qv = { q: V.q, R: rightMul(V.R, ov.inv, r) };
+  return (await kernels.errors(slot, r, qu, qv, { sigma, ru: ou.fwd, rv: ov.fwd })).err2;
+}
+
+/** a·b for r×r a, b; a scaled identity (JD-Diag's rescales) just scales b. */
+function rightMul(a: Float64Array, b: Float64Array, r: number): Float64Array {
+  const c = a[0] as number;
+  for (let i = 0; i < r; i++) for (let j = 0; j < r; j++) if (a[i * r + j] !== (i === j ? c : 0)) return matmul(a, b, r, r, r);
+  return scale(b, c);
 }
 
 /** σ_i = ((UᵀU)∘(VᵀV))⁻¹ diag(Uᵀ M̃_i V) for fixed U, V: the optimal diagonal for every adapter. */

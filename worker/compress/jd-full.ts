@@ -1,6 +1,6 @@
 // JD-Full: shared orthonormal U (m×r), V (k×r) and a full r×r Σ_i = Uᵀ M̃_i V per adapter,
 // maximizing Σ_i ‖Uᵀ M̃_i V‖² (equivalently minimizing Σ_i ‖M̃_i − U Σ_i Vᵀ‖²).
-import { cholQr2, materialize, randomOrthonormal } from './basis.js';
+import { cholQr2, randomOrthonormal } from './basis.js';
 import { FullSteps, type Side, type StepOut } from './full-steps.js';
 import { type Basis, type JdKernels } from './kernels.js';
 import { type Slot, totalEnergy } from './slot.js';
@@ -45,15 +45,16 @@ export async function jdFull(kernels: JdKernels, slot: Slot, opts: JdOptions): P
     // Half U writes G·V into prods[0], which half V starts from; half V writes F·U into prods[1],
     // which the next half U starts from.
     const prods = [new Float32Array(slot.n * slot.r0 * r), new Float32Array(slot.n * slot.r0 * r)] as const;
-    let uMat = await materialize(kernels, U, m, r);
+    // U as the next half U starts from it: lazy at first, then as the half V's run materialized it.
+    let uCur: Float32Array | Basis = U;
     while (iterations < opts.iterations && !converged) {
       const onU = (e: number): void => {
         energy = e;
         history.push(total - e);
       };
-      const u = await halfStep(kernels, steps, steps.u, r, uMat, iterations > 0 ? prods[1] : undefined, V, prods[0], inner, mu, onU, checkChange);
+      const u = await halfStep(kernels, steps, steps.u, r, uCur, iterations > 0 ? prods[1] : undefined, V, prods[0], inner, mu, onU, checkChange);
       const v = await halfStep(kernels, steps, steps.v, r, u.other, prods[0], u.basis, prods[1], inner, mu, (e) => (energy = e), checkChange);
-      [U, V, uMat] = [u.basis, v.basis, v.other];
+      [U, V, uCur] = [u.basis, v.basis, v.other];
       iterations++;
       converged = checkChange && isConverged(u.change, v.change, r, opts.tolerance);
     }
@@ -82,16 +83,17 @@ function isConverged(changeU: number, changeV: number, r: number, tolerance: num
 }
 
 /**
- * One side: `inner` shifted subspace steps from `cur`, then CholQR2, whose second pass the next
- * run applies (the basis comes back as q·R). `xCur` is X·cur when known; Y·other is written into
- * `yOther`, and `other` comes back materialized.
+ * One side: `inner` shifted subspace steps from `cur`, then one Cholesky-QR pass of the last Z on
+ * a float64 Gram, applied in float64 by whichever run uses the basis next (q·R, see basisIn64): as
+ * orthonormal as float32 CholQR2, without its second graph run. `xCur` is X·cur when known; Y·other
+ * is written into `yOther`, and `other` comes back materialized.
  */
 async function halfStep(
   kernels: JdKernels,
   steps: FullSteps,
   side: Side,
   r: number,
-  cur: Float32Array,
+  cur: Float32Array | Basis,
   xCur: Float32Array | undefined,
   other: Basis,
   yOther: Float32Array,
@@ -100,15 +102,16 @@ async function halfStep(
   onEnergy: (e: number) => void,
   checkChange: boolean,
 ): Promise<{ basis: Basis; change: number; other: Float32Array }> {
-  const first = await steps.first(side, cur, xCur, other, mu(), yOther);
+  const first = await steps.first(side, cur, xCur, other, mu(), yOther, inner === 1);
   onEnergy(first.energy);
   let step: StepOut = first;
   for (let s = 1; s < inner; s++) {
-    // Only the span matters between steps, so one Cholesky-QR pass, applied lazily, suffices.
-    step = await steps.next(side, { q: step.z, R: orthonormalizer(step.gram, r).inv }, mu());
+    // Only the span matters between steps, so a float32 Gram and a lazy Cholesky-QR pass suffice.
+    step = await steps.next(side, { q: step.z, R: orthonormalizer(step.gram, r).inv }, mu(), s === inner - 1);
   }
-  const pass = await kernels.orth({ q: step.z, R: orthonormalizer(step.gram, r).inv }, checkChange ? cur : undefined, side.p, r);
-  return { basis: { q: pass.q, R: orthonormalizer(pass.gram, r).inv }, change: pass.change, other: first.other };
+  const basis = { q: step.z, R: orthonormalizer(step.gram, r).inv };
+  const change = checkChange ? (await kernels.orth64(basis, cur, side.p, r)).change : Number.NaN;
+  return { basis, change, other: first.other };
 }
 
 function identityR(r: number): Float64Array {

@@ -36,6 +36,21 @@ export function basisIn(g: G, name: string, p: number, r: number): V {
   return nn.matmul(g.input(name, 'float32', [p, r]), g.input(`${name}R`, 'float32', [r, r]));
 }
 
+/**
+ * q·R with the product in float64 (R fed as float64): where R is a Cholesky-QR factor from a
+ * float64 Gram, the result is orthonormal to float32 rounding in one pass, which in float32
+ * takes a second pass and a graph run.
+ */
+export function basisIn64(g: G, name: string, p: number, r: number): V {
+  return nn.cast(nn.matmul(nn.cast(g.input(name, 'float32', [p, r]), 'float64'), g.input(`${name}R`, 'float64', [r, r])), 'float32');
+}
+
+/** XᵀX of a float32 matrix, in float64. */
+export const gram64 = (x: V): V => {
+  const d = nn.cast(x, 'float64');
+  return nn.gemm(d, d, undefined, { transA: true });
+};
+
 /** Per-adapter blocks: [N, c] → [n, R0, c]. */
 export const blocks = (x: V, n: number, r0: number, c: number): V => nn.reshape(x, [n, r0, c]);
 export const tr = (x: V): V => nn.transpose(x, [0, 2, 1]);
@@ -44,6 +59,7 @@ const inner = (a: V, b: V): V => nn.reduceSum(nn.mul(a, b), [1, 2]);
 
 export class JdKernels {
   private readonly sessions = new Map<string, Promise<Session>>();
+  private readonly graphs = new Map<string, Promise<{ session: Session; out: Record<string, string> }>>();
   private readonly ownsCache: boolean;
   private readonly cache: SessionCache;
 
@@ -54,6 +70,7 @@ export class JdKernels {
 
   async dispose(): Promise<void> {
     this.sessions.clear();
+    this.graphs.clear();
     if (this.ownsCache) await this.cache.dispose();
   }
 
@@ -69,47 +86,57 @@ export class JdKernels {
     return s;
   }
 
+  /**
+   * Like session(), but `build` returns the outputs as values and gets back the names ORT knows
+   * them by, instead of naming each through an Identity node: that is a copy and a few µs per
+   * output per run, which adds up over the many small runs of an iteration.
+   */
+  graph<K extends string>(key: string, build: (g: G) => Record<K, V>): Promise<{ session: Session; out: Record<K, string> }> {
+    let s = this.graphs.get(key) as Promise<{ session: Session; out: Record<K, string> }> | undefined;
+    if (!s) {
+      const g = new nn.Graph(`jd-${key}`);
+      const values = build(g);
+      const out = {} as Record<K, string>;
+      for (const [alias, v] of Object.entries(values) as Array<[K, V]>) out[alias] = g.output(v).name;
+      // 'all' even with float64 parts (the cache's float64 default is 'basic', for QuickGelu):
+      // these graphs have no x·σ(x), and 'basic' would lose the fused transposes of H = P·Pᵀ.
+      s = this.cache.forGraph(g, { optimization: 'all' }).then((session) => ({ session, out }));
+      this.graphs.set(key, s);
+    }
+    return s;
+  }
+
   static basisFeeds(name: string, b: Basis, p: number, r: number): Record<string, nn.Tensor> {
     return { [name]: f32([p, r], b.q), [`${name}R`]: f32([r, r], Float32Array.from(b.R)) };
   }
 
-  /**
-   * Stacks and normalizes one slot in one run (strided copies and scaling are slow in JS): from
-   * b [n, m, R0] (each adapter's B, columns zero-padded to R0) and a [n, R0, k] (its A, rows
-   * padded), writes F (rows c_i·B_iᵀ) and G (rows c_i·A_i) into `into` with c_i = ‖B_iA_i‖^(-1/2)
-   * (0 for a zero update), so M̃_i = F_iᵀG_i has unit norm. Returns ‖B_iA_i‖² per adapter.
-   */
-  async pack(b: Float32Array, a: Float32Array, s: Omit<Stack, 'f' | 'g'>, into: { f: Float32Array; g: Float32Array }): Promise<Float32Array> {
+  /** Feeds for basisIn64. */
+  static basisFeeds64(name: string, b: Basis, p: number, r: number): Record<string, nn.Tensor> {
+    return { [name]: f32([p, r], b.q), [`${name}R`]: nn.tensor('float64', [r, r], b.R) };
+  }
+
+  /** ‖F_iᵀG_i‖²_F per adapter, through the R0×R0 Grams. */
+  async normsSq(s: Stack): Promise<Float64Array> {
     const { n, r0, m, k } = s;
-    const session = await this.session(`pack:${n},${r0},${m},${k}`, (g) => {
-      const B = g.input('b', 'float32', [n, m, r0]);
-      const A = g.input('a', 'float32', [n, r0, k]);
-      const normsq = inner(nn.matmul(tr(B), B), nn.matmul(A, tr(A)));
-      const c = nn.reshape(nn.where(nn.greater(normsq, 0), nn.pow(normsq, -0.25), 0), [n, 1, 1]);
-      g.output(normsq, 'normsq');
-      g.output(nn.reshape(nn.mul(tr(B), c), [n * r0, m]), 'f');
-      g.output(nn.reshape(nn.mul(A, c), [n * r0, k]), 'g');
+    const { session, out } = await this.graph(`norms:${n},${r0},${m},${k}`, (g) => {
+      const f = g.input('f', 'float32', [n, r0, m]);
+      const a = g.input('g', 'float32', [n, r0, k]);
+      return { normsq: inner(nn.matmul(f, tr(f)), nn.matmul(a, tr(a))) };
     });
-    const res = await session.run({ b: nn.tensor('float32', [n, m, r0], b), a: nn.tensor('float32', [n, r0, k], a) }, undefined, { f: f32([n * r0, m], into.f), g: f32([n * r0, k], into.g) });
-    return data(res.normsq);
+    const res = await session.run({ f: f32([n, r0, m], s.f), g: f32([n, r0, k], s.g) });
+    return Float64Array.from(data(res[out.normsq]));
   }
 
   /**
-   * Fᵀ (m×N) and Gᵀ (k×N), for the iterations' Xᵀ·(N×r) products: ORT's MatMul on a stored
-   * transpose ran 1.2–2.4× faster than Gemm with transA at these shapes, which pays for the
-   * transposes within one iteration. They are the callers' to keep (per call, not per slot, so a
-   * slot's stacks are not held twice while many slots wait).
+   * Fᵀ (m×N) and Gᵀ (k×N), for the iterations' Xᵀ·(N×r) products: MLAS's Gemm with transA
+   * transposes A's panels on every call, so MatMul on a transpose made once per compression ran
+   * 1.2–2.7× faster at these shapes. They are the callers' to keep (per call, not per slot, so a
+   * slot's stacks are not held twice while many slots wait). In TypeScript: ORT's Transpose took
+   * 1.5–3 ns an element here, this loop about 1.
    */
-  async transposes(s: Stack): Promise<{ fT: Float32Array; gT: Float32Array }> {
-    const { n, r0, m, k } = s;
-    const N = n * r0;
-    const session = await this.session(`transposes:${N},${m},${k}`, (g) => {
-      g.output(nn.transpose(g.input('f', 'float32', [N, m])), 'fT');
-      g.output(nn.transpose(g.input('g', 'float32', [N, k])), 'gT');
-    });
-    const out = { fT: new Float32Array(m * N), gT: new Float32Array(k * N) };
-    await session.run({ f: f32([N, m], s.f), g: f32([N, k], s.g) }, undefined, { fT: f32([m, N], out.fT), gT: f32([k, N], out.gT) });
-    return out;
+  transposes(s: Stack): { fT: Float32Array; gT: Float32Array } {
+    const N = s.n * s.r0;
+    return { fT: transpose(s.f, N, s.m), gT: transpose(s.g, N, s.k) };
   }
 
   /** The eigen-iteration variant: both sides from the same (U, V) in one run (Appendix A.2). */
@@ -159,28 +186,39 @@ export class JdKernels {
     return { q: data(res.q), gram: Float64Array.from(data(res.gram)), change: res.change ? Number(data(res.change)[0]) : Number.NaN };
   }
 
+  /** ‖Q − P PᵀQ‖²_F for Q = z·R applied in float64 (basisIn64) against the previous basis P (plain or q·R). */
+  async orth64(z: Basis, prev: Basis | Float32Array, p: number, r: number): Promise<{ change: number }> {
+    const plain = prev instanceof Float32Array;
+    const { session, out } = await this.graph(`orth64:${p},${r},${plain ? 'plain' : 'lazy'}`, (g) => {
+      const Q = basisIn64(g, 'z', p, r);
+      const P = plain ? g.input('p', 'float32', [p, r]) : basisIn(g, 'p', p, r);
+      const D = nn.sub(Q, nn.matmul(P, nn.gemm(P, Q, undefined, { transA: true })));
+      return { change: nn.reduceSum(nn.mul(D, D)) };
+    });
+    const res = await session.run({ ...JdKernels.basisFeeds64('z', z, p, r), ...(plain ? { p: f32([p, r], prev) } : JdKernels.basisFeeds('p', prev, p, r)) });
+    return { change: Number(data(res[out.change])[0]) };
+  }
+
   /** Cores C_i = Uᵀ M_i V (n×r×r), their energies ‖C_i‖² and diagonals (n×r), and the Grams UᵀU, VᵀV. */
   async project(s: Stack, r: number, u: Basis, v: Basis, fetch: ReadonlyArray<'core' | 'energy' | 'diag' | 'gu' | 'gv'>): Promise<{ core?: Float32Array; energy?: Float64Array; diag?: Float64Array; gu?: Float64Array; gv?: Float64Array }> {
     const { n, r0, m, k } = s;
-    const session = await this.session(`project:${n},${r0},${m},${k},${r}`, (g) => {
-      const U = basisIn(g, 'u', m, r);
-      const Vb = basisIn(g, 'v', k, r);
-      const W = blocks(nn.matmul(g.input('f', 'float32', [n * r0, m]), U), n, r0, r);
-      const P = blocks(nn.matmul(g.input('g', 'float32', [n * r0, k]), Vb), n, r0, r);
+    // Bases as errors() materializes them, and float64 Grams: diagErrors orthonormalizes with them.
+    const { session, out } = await this.graph(`project:${n},${r0},${m},${k},${r}`, (g) => {
+      const U = basisIn64(g, 'u', m, r);
+      const Vb = basisIn64(g, 'v', k, r);
+      const W = nn.matmul(g.input('f', 'float32', [n, r0, m]), U);
+      const P = nn.matmul(g.input('g', 'float32', [n, r0, k]), Vb);
       const C = nn.matmul(tr(W), P);
-      g.output(C, 'core');
-      g.output(nn.reduceSum(nn.mul(C, C), [1, 2]), 'energy');
-      g.output(nn.reduceSum(nn.mul(W, P), [1]), 'diag');
-      g.output(nn.gemm(U, U, undefined, { transA: true }), 'gu');
-      g.output(nn.gemm(Vb, Vb, undefined, { transA: true }), 'gv');
+      return { core: C, energy: nn.reduceSum(nn.mul(C, C), [1, 2]), diag: nn.reduceSum(nn.mul(W, P), [1]), gu: gram64(U), gv: gram64(Vb) };
     });
-    const res = await session.run({ f: f32([n * r0, m], s.f), g: f32([n * r0, k], s.g), ...JdKernels.basisFeeds('u', u, m, r), ...JdKernels.basisFeeds('v', v, k, r) }, fetch);
+    const res = await session.run({ f: f32([n, r0, m], s.f), g: f32([n, r0, k], s.g), ...JdKernels.basisFeeds64('u', u, m, r), ...JdKernels.basisFeeds64('v', v, k, r) }, fetch.map((name) => out[name]));
+    const got = (name: 'core' | 'energy' | 'diag' | 'gu' | 'gv'): nn.Tensor | undefined => res[out[name]];
     return {
-      ...(res.core ? { core: data(res.core) } : {}),
-      ...(res.energy ? { energy: Float64Array.from(data(res.energy)) } : {}),
-      ...(res.diag ? { diag: Float64Array.from(data(res.diag)) } : {}),
-      ...(res.gu ? { gu: Float64Array.from(data(res.gu)) } : {}),
-      ...(res.gv ? { gv: Float64Array.from(data(res.gv)) } : {}),
+      ...(got('core') ? { core: data(got('core')) } : {}),
+      ...(got('energy') ? { energy: Float64Array.from(data(got('energy'))) } : {}),
+      ...(got('diag') ? { diag: Float64Array.from(data(got('diag'))) } : {}),
+      ...(got('gu') ? { gu: data64(got('gu')) } : {}),
+      ...(got('gv') ? { gv: data64(got('gv')) } : {}),
     };
   }
 
@@ -192,11 +230,13 @@ export class JdKernels {
    */
   async errors(s: Stack, r: number, qu: Basis, qv: Basis, diag?: { sigma: Float32Array; ru: Float64Array; rv: Float64Array }): Promise<{ err2: Float64Array; core: Float32Array; u: Float32Array; v: Float32Array }> {
     const { n, r0, m, k } = s;
-    const session = await this.session(`errors:${diag ? 'diag' : 'core'}:${n},${r0},${m},${k},${r}`, (g) => {
+    // The bases are materialized in float64 (basisIn64), so that Cholesky-QR factors from float64
+    // Grams give orthonormal Q_U, Q_V, which the three-part split below assumes.
+    const { session, out } = await this.graph(`errors:${diag ? 'diag' : 'core'}:${n},${r0},${m},${k},${r}`, (g) => {
       const F = g.input('f', 'float32', [n * r0, m]);
       const Gm = g.input('g', 'float32', [n * r0, k]);
-      const U = basisIn(g, 'u', m, r);
-      const Vb = basisIn(g, 'v', k, r);
+      const U = basisIn64(g, 'u', m, r);
+      const Vb = basisIn64(g, 'v', k, r);
       const W2 = nn.matmul(F, U);
       const P2 = nn.matmul(Gm, Vb);
       const Fp = blocks(nn.sub(F, nn.gemm(W2, U, undefined, { transB: true })), n, r0, m);
@@ -213,19 +253,19 @@ export class JdKernels {
         const D = nn.sub(C, S);
         total = nn.add(total, inner(D, D));
       }
-      g.output(total, 'err2');
-      g.output(C, 'core');
-      g.output(U, 'uOut');
-      g.output(Vb, 'vOut');
+      return { err2: total, core: C, u: U, v: Vb };
     });
-    const feeds: Record<string, nn.Tensor> = { f: f32([n * r0, m], s.f), g: f32([n * r0, k], s.g), ...JdKernels.basisFeeds('u', qu, m, r), ...JdKernels.basisFeeds('v', qv, k, r) };
+    const feeds: Record<string, nn.Tensor> = { f: f32([n * r0, m], s.f), g: f32([n * r0, k], s.g), ...JdKernels.basisFeeds64('u', qu, m, r), ...JdKernels.basisFeeds64('v', qv, k, r) };
     if (diag) {
       feeds.sigma = f32([n, r], diag.sigma);
       feeds.ru = f32([r, r], Float32Array.from(diag.ru));
       feeds.rv = f32([r, r], Float32Array.from(diag.rv));
     }
     const res = await session.run(feeds);
-    return { err2: Float64Array.from(data(res.err2), (x) => Math.max(x, 0)), core: data(res.core), u: data(res.uOut), v: data(res.vOut) };
+    const err2 = data(res[out.err2]);
+    const clamped = new Float64Array(err2.length);
+    for (let i = 0; i < err2.length; i++) clamped[i] = Math.max(err2[i] as number, 0);
+    return { err2: clamped, core: data(res[out.core]), u: data(res[out.u]), v: data(res[out.v]) };
   }
 
   /** Per-adapter products X_i·T_i for the SVD baseline: x [N, p] as blocks, t [n, R0, r] → [n, p, r]. */
@@ -252,7 +292,34 @@ export class JdKernels {
   }
 }
 
+export function data64(t: nn.Tensor | undefined): Float64Array {
+  if (!t || !(t.data instanceof Float64Array)) throw new Error(`JD kernel returned ${t ? t.dtype : 'nothing'}: expected a float64 tensor`);
+  return t.data;
+}
+
 export function data(t: nn.Tensor | undefined): Float32Array {
   if (!t || !(t.data instanceof Float32Array)) throw new Error(`JD kernel returned ${t ? t.dtype : 'nothing'}: expected a float32 tensor`);
   return t.data;
+}
+
+/** xᵀ (cols×rows) of a row-major rows×cols matrix, eight source rows at a time so each write run is contiguous. */
+function transpose(x: Float32Array, rows: number, cols: number): Float32Array {
+  const y = new Float32Array(rows * cols);
+  let i = 0;
+  for (; i + 8 <= rows; i += 8) {
+    for (let j = 0; j < cols; j++) {
+      const o = j * rows + i;
+      const q = i * cols + j;
+      y[o] = x[q] as number;
+      y[o + 1] = x[q + cols] as number;
+      y[o + 2] = x[q + 2 * cols] as number;
+      y[o + 3] = x[q + 3 * cols] as number;
+      y[o + 4] = x[q + 4 * cols] as number;
+      y[o + 5] = x[q + 5 * cols] as number;
+      y[o + 6] = x[q + 6 * cols] as number;
+      y[o + 7] = x[q + 7 * cols] as number;
+    }
+  }
+  for (; i < rows; i++) for (let j = 0; j < cols; j++) y[j * rows + i] = x[i * cols + j] as number;
+  return y;
 }
