@@ -88,6 +88,50 @@ export function selectPerLayer(scores: ArrayLike<number>, rows: number, cols: nu
   return keep;
 }
 
+/** Prunes exactly `zeros` entries of the whole matrix (a count, for callers that set layer rates themselves). */
+export function selectLayerCount(scores: ArrayLike<number>, n: number, zeros: number): Uint8Array {
+  checkCount(zeros, n);
+  const keep = new Uint8Array(n).fill(1);
+  pruneLowest(keep, scores, 0, n, zeros);
+  return keep;
+}
+
+/**
+ * Prunes exactly `zeros` entries, as evenly over the rows as a count allows: every row loses
+ * ⌊zeros/rows⌋, and the zeros mod rows left over go to the rows whose next-lowest score is lowest
+ * (ties: lower row), so the odd extra weight is taken where it costs least.
+ */
+export function selectRowsCount(scores: ArrayLike<number>, rows: number, cols: number, zeros: number): Uint8Array {
+  checkCount(zeros, rows * cols);
+  const keep = new Uint8Array(rows * cols).fill(1);
+  const per = Math.floor(zeros / rows);
+  const extra = zeros - per * rows;
+  const next = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    pruneLowest(keep, scores, r * cols, cols, per);
+    if (extra > 0 && per < cols) {
+      let lowest = Infinity;
+      for (let j = 0; j < cols; j++) if (keep[r * cols + j] === 1) lowest = Math.min(lowest, scores[r * cols + j] as number);
+      next[r] = lowest;
+    }
+  }
+  const order = Array.from({ length: rows }, (_, r) => r).sort((a, b) => (next[a] as number) - (next[b] as number) || a - b);
+  for (const r of order.slice(0, extra)) {
+    // The row's lowest kept entry, lower index on ties: what pruneLowest would take next.
+    let best = -1;
+    for (let j = 0; j < cols; j++) {
+      if (keep[r * cols + j] === 0) continue;
+      if (best < 0 || (scores[r * cols + j] as number) < (scores[r * cols + best] as number)) best = j;
+    }
+    keep[r * cols + best] = 0;
+  }
+  return keep;
+}
+
+function checkCount(zeros: number, n: number): void {
+  if (!(Number.isInteger(zeros) && zeros >= 0 && zeros <= n)) throw new Error(`a layer of ${n} weights cannot have ${zeros} of them pruned: expected an integer in [0, ${n}]`);
+}
+
 /** In one group of m entries from `base`, prunes the `count` lowest (repeated argmin: m is small). */
 export function pruneGroup(keep: Uint8Array, scores: ArrayLike<number>, base: number, m: number, count: number): void {
   for (let c = 0; c < count; c++) {

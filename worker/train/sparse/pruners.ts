@@ -4,8 +4,8 @@
 //   sparsegpt — sparsegpt.ts: Hessian-aware selection that also updates the kept weights.
 // The result has exact zeros where pruned: sparsity is a property of the numbers, not of a mask
 // carried beside them.
-import { checkGroups, countZeros, patternPercent, selectNM, selectPerLayer, selectPerRow, type SparsityPattern } from './pattern.js';
-import { sparseGpt } from './sparsegpt.js';
+import { checkGroups, countZeros, patternPercent, selectLayerCount, selectNM, selectPerLayer, selectPerRow, selectRowsCount, type SparsityPattern } from './pattern.js';
+import { sparseGpt, sparseGptMasked } from './sparsegpt.js';
 
 export const PRUNERS = ['magnitude', 'wanda', 'sparsegpt'] as const;
 export type PrunerKind = (typeof PRUNERS)[number];
@@ -49,22 +49,59 @@ export function pruneLinear(kind: PrunerKind, layer: LinearToPrune, pattern: Spa
     const pruned = sparseGpt({ weight, rows, cols, gram: stats.gram, pattern, name });
     return { weight: pruned, zeros: countZeros(pruned) };
   }
-  let scores: Float64Array;
-  if (kind === 'magnitude') scores = Float64Array.from(weight, Math.abs);
-  else if (kind === 'wanda') {
-    if (!stats) throw new Error(`${name}: wanda needs the squared norms of the layer's calibration inputs`);
-    if (stats.sumSquares.length !== cols) throw new Error(`${name}: input statistics have ${stats.sumSquares.length} channels, the layer ${cols} inputs`);
-    const norms = stats.sumSquares.map(Math.sqrt);
-    scores = new Float64Array(rows * cols);
-    for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) scores[r * cols + j] = Math.abs(weight[r * cols + j] as number) * (norms[j] as number);
-  } else throw new Error(`invalid pruner ${JSON.stringify(kind)}: expected one of ${PRUNERS.join(', ')}`);
-
+  const scores = scoresOf(kind, layer, stats);
   const keep = pattern.kind === 'n:m'
     ? selectNM(scores, rows, cols, pattern.n, pattern.m)
     : kind === 'magnitude' ? selectPerLayer(scores, rows, cols, patternPercent(pattern)) : selectPerRow(scores, rows, cols, patternPercent(pattern));
   const out = Float32Array.from(weight);
   for (let i = 0; i < out.length; i++) if (keep[i] === 0) out[i] = 0;
   return { weight: out, zeros: countZeros(out) };
+}
+
+/** What a caller that sets each layer's rate itself (LoSA) asks of one layer. */
+export type PruneTarget = { kind: 'count'; zeros: number } | { kind: 'n:m'; n: number; m: number };
+
+export interface MaskedPrunedLinear extends PrunedLinear {
+  /** 1 where the selection kept the entry, 0 where it pruned it: exactly `zeros` zeros for a count. */
+  keep: Uint8Array;
+}
+
+/**
+ * Prunes exactly `target.zeros` entries of the layer (Wanda: spread over the rows, at most one
+ * apart; magnitude and SparseGPT: over the whole layer), or to an N:M pattern, and returns the
+ * selection with the weight. LoSA needs the selection itself: an entry pruned in an earlier round
+ * is zero but may be kept now, and its adapter must then be free to grow it back.
+ */
+export function pruneLinearMasked(kind: PrunerKind, layer: LinearToPrune, target: PruneTarget, stats?: InputStats): MaskedPrunedLinear {
+  const { rows, cols, weight, name } = layer;
+  if (weight.length !== rows * cols) throw new Error(`${name}: weight holds ${weight.length} values, expected ${rows}×${cols}`);
+  const pattern: SparsityPattern = target.kind === 'n:m' ? target : { kind: 'unstructured', percent: 0 };
+  checkGroups(pattern, cols, name);
+  if (kind === 'sparsegpt') {
+    if (!stats?.gram) throw new Error(`${name}: sparsegpt needs the Gram matrix XᵀX of the layer's calibration inputs`);
+    const pruned = sparseGptMasked({ weight, rows, cols, gram: stats.gram, pattern, name, ...(target.kind === 'count' ? { zeros: target.zeros } : {}) });
+    return { ...pruned, zeros: countZeros(pruned.weight) };
+  }
+  const scores = scoresOf(kind, layer, stats);
+  const keep = target.kind === 'n:m'
+    ? selectNM(scores, rows, cols, target.n, target.m)
+    : kind === 'magnitude' ? selectLayerCount(scores, rows * cols, target.zeros) : selectRowsCount(scores, rows, cols, target.zeros);
+  const out = Float32Array.from(weight);
+  for (let i = 0; i < out.length; i++) if (keep[i] === 0) out[i] = 0;
+  return { weight: out, keep, zeros: countZeros(out) };
+}
+
+/** Magnitude |W_ij| or Wanda |W_ij|·‖X_:,j‖₂; lower is pruned first. */
+function scoresOf(kind: PrunerKind, layer: LinearToPrune, stats: InputStats | undefined): Float64Array {
+  const { rows, cols, weight, name } = layer;
+  if (kind === 'magnitude') return Float64Array.from(weight, Math.abs);
+  if (kind !== 'wanda') throw new Error(`invalid pruner ${JSON.stringify(kind)}: expected one of ${PRUNERS.join(', ')}`);
+  if (!stats) throw new Error(`${name}: wanda needs the squared norms of the layer's calibration inputs`);
+  if (stats.sumSquares.length !== cols) throw new Error(`${name}: input statistics have ${stats.sumSquares.length} channels, the layer ${cols} inputs`);
+  const norms = stats.sumSquares.map(Math.sqrt);
+  const scores = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) scores[r * cols + j] = Math.abs(weight[r * cols + j] as number) * (norms[j] as number);
+  return scores;
 }
 
 /**

@@ -32,11 +32,28 @@ export interface SparseGptInput {
   blockSize?: number;
   /** Dampening as a share of the mean diagonal; default 0.01. */
   percDamp?: number;
+  /**
+   * Unstructured only: prune exactly this many entries instead of ⌊percent·rows·cols⌋ (LoSA sets
+   * every layer's count itself); the blocks share it in proportion to their columns.
+   */
+  zeros?: number;
 }
 
 /** Returns the pruned and updated weight, row-major float32. */
 export function sparseGpt(inp: SparseGptInput): Float32Array {
+  return sparseGptMasked(inp).weight;
+}
+
+/**
+ * The pruned weight and which entries the selection kept (1) or pruned (0). A kept entry can be
+ * zero too (an input that was zero before and stays), so the mask is not the weight's nonzeros.
+ */
+export function sparseGptMasked(inp: SparseGptInput): { weight: Float32Array; keep: Uint8Array } {
   const { rows, cols, pattern, name } = inp;
+  if (inp.zeros !== undefined && (pattern.kind !== 'unstructured' || !(Number.isInteger(inp.zeros) && inp.zeros >= 0 && inp.zeros <= rows * cols))) {
+    throw new Error(`${name}: a count of ${inp.zeros} zeros needs an unstructured pattern and an integer in [0, ${rows * cols}]`);
+  }
+  const keepAll = new Uint8Array(rows * cols);
   if (inp.gram.length !== cols * cols) throw new Error(`${name}: the Gram matrix holds ${inp.gram.length} values, expected ${cols}×${cols}`);
   const W = Float64Array.from(inp.weight);
   const H = Float64Array.from(inp.gram);
@@ -70,8 +87,10 @@ export function sparseGpt(inp: SparseGptInput): Float32Array {
     };
     if (pattern.kind === 'unstructured') {
       fillScores(0, count);
-      // Cumulative counts, so the blocks add up to exactly ⌊p·rows·cols⌋.
-      const k = prunedCount(pattern.percent, rows * i2) - prunedCount(pattern.percent, rows * i1);
+      // Cumulative counts, so the blocks add up to exactly ⌊p·rows·cols⌋ (or to the count given).
+      const k = inp.zeros === undefined
+        ? prunedCount(pattern.percent, rows * i2) - prunedCount(pattern.percent, rows * i1)
+        : Math.floor((inp.zeros * i2) / cols) - Math.floor((inp.zeros * i1) / cols);
       pruneBlockLowest(keep, score, k);
     }
     const err = new Float64Array(rows * count);
@@ -95,7 +114,10 @@ export function sparseGpt(inp: SparseGptInput): Float32Array {
       }
     }
     for (let r = 0; r < rows; r++) {
-      for (let j = 0; j < count; j++) W[r * cols + i1 + j] = W1[r * count + j] as number;
+      for (let j = 0; j < count; j++) {
+        W[r * cols + i1 + j] = W1[r * count + j] as number;
+        keepAll[r * cols + i1 + j] = keep[r * count + j] as number;
+      }
       // The block's errors onto every later column: W[r, i2:] −= err[r, :] · U[i1:i2, i2:].
       for (let j = 0; j < count; j++) {
         const e = err[r * count + j] as number;
@@ -105,7 +127,7 @@ export function sparseGpt(inp: SparseGptInput): Float32Array {
       }
     }
   }
-  return Float32Array.from(W);
+  return { weight: Float32Array.from(W), keep: keepAll };
 }
 
 /** Exactly k entries of the block with the lowest scores (ties: lower index). */

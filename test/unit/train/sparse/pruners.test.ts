@@ -2,8 +2,8 @@
 // SparseGPT, every group for N:M), exact zeros, and the output-error ordering the papers report.
 import { strict as assert } from 'node:assert';
 import { matmulF64, transposeF64 } from '../../../../worker/onnx/linalg.js';
-import { countZeros, parsePattern, selectNM, selectPerLayer, selectPerRow, type SparsityPattern } from '../../../../worker/train/sparse/pattern.js';
-import { type InputStats, PRUNERS, pruneLinear, relativeOutputError } from '../../../../worker/train/sparse/pruners.js';
+import { countZeros, parsePattern, selectNM, selectPerLayer, selectPerRow, selectRowsCount, type SparsityPattern } from '../../../../worker/train/sparse/pattern.js';
+import { type InputStats, PRUNERS, pruneLinear, pruneLinearMasked, relativeOutputError } from '../../../../worker/train/sparse/pruners.js';
 import { upperCholeskyOfInverse } from '../../../../worker/train/sparse/sparsegpt.js';
 import { Rng } from '../../../../worker/train/rng.js';
 
@@ -140,4 +140,44 @@ describe('pruners on one linear layer', () => {
       assert.ok(wanda < 0.8 * magnitude, `wanda ${wanda} vs magnitude ${magnitude}`);
     });
   }
+});
+
+describe('pruning one layer to a count, with its selection (LoSA\'s per-layer rates)', () => {
+  it('spreads a count over the rows at most one apart, the odd extra going where the next-lowest score is lowest', () => {
+    const scores = Float64Array.from([1, 2, 3, 4, 0.5, 9, 8, 7, 5, 6, 0.1, 9]);
+    // 5 of 12 over 3 rows of 4: one each, then the extra two to rows 2 (next-lowest 5) and 0 (2), not row 1 (7).
+    const keep = selectRowsCount(scores, 3, 4, 5);
+    assert.deepEqual([...keep], [0, 0, 1, 1, 0, 1, 1, 1, 0, 1, 0, 1]);
+  });
+
+  for (const kind of PRUNERS) {
+    it(`${kind}: exactly the count asked, its selection the zeros, and the percent form's selection when the counts agree`, () => {
+      const zeros = 2 * ROWS + Math.floor((57 * ROWS * COLS) / 100); // not a whole number per row
+      const r = pruneLinearMasked(kind, layer, { kind: 'count', zeros }, stats);
+      assert.equal(r.keep.length - r.keep.reduce((a, k) => a + k, 0), zeros);
+      for (let i = 0; i < r.weight.length; i++) if (r.keep[i] === 0) assert.equal(r.weight[i], 0);
+      assert.equal(r.zeros, zeros);
+      if (kind === 'wanda') {
+        const perRow = zerosPerRow(r.weight, ROWS, COLS);
+        assert.ok(Math.max(...perRow) - Math.min(...perRow) <= 1, `${perRow}`);
+      }
+      // At 50 % the count form selects what the percent form does.
+      const half = pruneLinearMasked(kind, layer, { kind: 'count', zeros: (ROWS * COLS) / 2 }, stats);
+      assert.deepEqual([...half.weight], [...pruneLinear(kind, layer, parsePattern('unstructured', 50), stats).weight]);
+    });
+  }
+
+  it('keeps an entry that was already zero when the count leaves room, so its adapter can grow it back', () => {
+    const w = Float32Array.from(weight);
+    for (let j = 0; j < 10; j++) w[j] = 0; // row 0 pruned harder by an earlier round
+    const r = pruneLinearMasked('wanda', { ...layer, weight: w }, { kind: 'count', zeros: 4 * ROWS }, stats);
+    assert.deepEqual([...r.keep.subarray(0, 10)], [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]);
+    assert.equal(r.zeros, 4 * ROWS + 6, 'six kept entries are zero by value');
+  });
+
+  it('an N:M target prunes to the pattern and returns its selection', () => {
+    const r = pruneLinearMasked('sparsegpt', layer, { kind: 'n:m', n: 2, m: 4 }, stats);
+    assertNM(r.weight, ROWS, COLS, 2, 4);
+    for (let g = 0; g < r.keep.length; g += 4) assert.equal(r.keep.subarray(g, g + 4).reduce((a, k) => a + k, 0), 2);
+  });
 });
