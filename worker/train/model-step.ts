@@ -3,7 +3,7 @@
 // implementation builds one training session whose inputs are the trained parameters, so
 // every step reuses it; an evaluation session computes the loss alone.
 import { type LlamaConfig } from '../model/llama/config.js';
-import { type Feeds, sequentialPositions } from '../model/llama/feeds.js';
+import { type Feeds, type LoraWeights, sequentialPositions } from '../model/llama/feeds.js';
 import { buildTrainingGraph, gradName } from '../model/llama/graph.js';
 import { loraInputNames } from '../model/llama/params.js';
 import { type WeightMap, weightSpecs } from '../model/llama/weights.js';
@@ -33,7 +33,12 @@ export interface LlamaTrainOptions {
   weights: WeightMap;
   /** 'full': every weight; 'lora': LoRA factors on `lora.targets`, base frozen. */
   mode: 'full' | 'lora';
-  lora?: { targets: readonly string[]; rank: number; alpha: number };
+  /**
+   * `initial`: factors (and scaling) to start from for some targets, each at its own rank: LoSA
+   * carries an adapter across pruning rounds and changes layer ranks between them. The other
+   * targets start as PEFT does, at `rank` with scaling alpha/rank.
+   */
+  lora?: { targets: readonly string[]; rank: number; alpha: number; initial?: LoraWeights };
   /** Constant feeds such as weight and LoRA masks (the graph options must declare them). */
   masks?: { weightMasks?: readonly string[]; loraMasks?: readonly string[]; feeds: Feeds };
   cache: SessionCache;
@@ -66,6 +71,19 @@ export async function createLlamaTrainModel(opts: LlamaTrainOptions): Promise<Tr
       if (!shape) throw new Error(`lora target ${path} is not a linear module of this model`);
       const [out, inF] = shape as [number, number];
       const names = loraInputNames(path);
+      const init = lora.initial?.get(path);
+      if (init) {
+        const r = init.A.shape[0] as number;
+        if (init.A.shape.join() !== `${r},${inF}` || init.B.shape.join() !== `${out},${r}`) {
+          throw new Error(`lora target ${path}: initial factors A [${init.A.shape.join(', ')}] and B [${init.B.shape.join(', ')}] do not fit a ${out}×${inF} layer: expected A [r, ${inF}] and B [${out}, r]`);
+        }
+        params.set(names.A, Float32Array.from(init.A.data));
+        params.set(names.B, Float32Array.from(init.B.data));
+        shapes.set(names.A, [r, inF]);
+        shapes.set(names.B, [out, r]);
+        scaling.set(path, init.scaling);
+        continue;
+      }
       const bound = 1 / Math.sqrt(inF);
       params.set(names.A, Float32Array.from({ length: lora.rank * inF }, () => (2 * opts.random() - 1) * bound));
       params.set(names.B, new Float32Array(out * lora.rank));
