@@ -10,6 +10,7 @@ import { LINEAR_MODULES, type LinearModule, linearShape } from '../formats/hf-ch
 import { Rng } from '../train/rng.js';
 import { parsePattern, type SparsityPattern } from '../train/sparse/pattern.js';
 import { type PrunerKind } from '../train/sparse/pruners.js';
+import { type ScheduleKind } from '../train/sparse/sparsity-schedule.js';
 import { type LoadedModel, loadModel } from './load-model.js';
 import { WorkloadError } from './workload.js';
 
@@ -36,14 +37,31 @@ export function parseTrainSpec(file: TrainSpecFile, specFile: string): SparseFin
     if (!Number.isFinite(Number(t[k]))) throw invalid(specFile, `spec.training.${k} ${JSON.stringify(t[k])} is not a decimal number`);
   }
   if (!(Number(t.learningRate) > 0 && Number(t.learningRate) < 1)) throw invalid(specFile, `spec.training.learningRate must be a decimal in (0, 1), e.g. "2e-4", not ${t.learningRate}`);
-  if (spec.adapter.rankAllocation !== 'uniform') throw new WorkloadError('NotImplemented', `spec.adapter.rankAllocation ${spec.adapter.rankAllocation} (per-layer ranks) belongs to losa, which is not implemented yet; method ${spec.method} trains rank ${spec.adapter.rank} in every layer (rankAllocation: uniform)`);
-  if (spec.method === 'sparsepeft') {
+  const losa = spec.method === 'losa';
+  if (spec.adapter.rankAllocation !== 'uniform' && !losa) throw invalid(specFile, `spec.adapter.rankAllocation ${spec.adapter.rankAllocation} (per-layer ranks) is method losa's; method ${spec.method} trains rank ${spec.adapter.rank} in every layer (rankAllocation: uniform)`);
+  if (spec.method === 'sparsepeft' || losa) {
     const s = spec.sparsity;
-    if (!s) throw invalid(specFile, 'method sparsepeft needs spec.sparsity (targetPercent, pattern, pruner)');
-    if (s.layerwise !== 'uniform') throw new WorkloadError('NotImplemented', `spec.sparsity.layerwise ${s.layerwise} (per-layer sparsity by representation mutual information) belongs to losa, which is not implemented yet; sparsepeft prunes every layer to targetPercent (layerwise: uniform)`);
-    if (s.schedule.kind !== 'oneshot' || s.schedule.steps !== 1) throw new WorkloadError('NotImplemented', `spec.sparsity.schedule ${s.schedule.kind} with ${s.schedule.steps} steps (progressive pruning) belongs to losa, which is not implemented yet; sparsepeft prunes once (schedule: {kind: oneshot, steps: 1})`);
+    if (!s) throw invalid(specFile, `method ${spec.method} needs spec.sparsity (targetPercent, pattern, pruner)`);
+    if (!losa && s.layerwise !== 'uniform') throw invalid(specFile, `spec.sparsity.layerwise ${s.layerwise} (per-layer sparsity by representation mutual information) is method losa's; sparsepeft prunes every layer to targetPercent (layerwise: uniform)`);
+    if (!losa && (s.schedule.kind !== 'oneshot' || s.schedule.steps !== 1)) throw invalid(specFile, `spec.sparsity.schedule ${s.schedule.kind} with ${s.schedule.steps} steps (progressive pruning) is method losa's; sparsepeft prunes once (schedule: {kind: oneshot, steps: 1})`);
+    if (losa) checkLosa(spec, specFile);
   } else if (spec.sparsity) throw invalid(specFile, `spec.sparsity applies only to pruning methods; method ${spec.method} does not prune`);
   return spec;
+}
+
+/** What LoSA's rounds need of the spec, checked before any file is read. */
+function checkLosa(spec: SparseFineTuneSpec, specFile: string): void {
+  const s = spec.sparsity as NonNullable<SparseFineTuneSpec['sparsity']>;
+  const rounds = s.schedule.steps;
+  const { rank, maxRank } = spec.adapter;
+  // The mean rank grows by one per round (r̄ += 1): the last round trains at rank + rounds − 1.
+  if (maxRank !== undefined && rank + rounds - 1 > maxRank) {
+    throw invalid(specFile, `spec.adapter.maxRank ${maxRank} is below the mean rank losa reaches in its last round: rank ${rank} grows by one in each of ${rounds} rounds to ${rank + rounds - 1} (raise maxRank or lower rank or spec.sparsity.schedule.steps)`);
+  }
+  if (spec.training.steps < rounds) throw invalid(specFile, `spec.training.steps ${spec.training.steps} must be at least spec.sparsity.schedule.steps ${rounds}: losa trains in every round`);
+  if (s.layerwise === 'rmi' && spec.calibration && spec.calibration.samples < 2) {
+    throw invalid(specFile, `spec.sparsity.layerwise rmi compares calibration sequences with each other: spec.calibration.samples must be at least 2, got ${spec.calibration.samples}`);
+  }
 }
 
 export interface TrainInputs {
@@ -52,9 +70,9 @@ export interface TrainInputs {
   outputDir: string;
   train: number[];
   eval: number[];
-  /** sparsepeft: calibration windows for the pruner, all of one length. */
+  /** sparsepeft, losa: calibration windows for the pruner (and losa's layer importance), all of one length. */
   calibration?: number[][];
-  sparsity?: { pruner: PrunerKind; pattern: SparsityPattern };
+  sparsity?: { pruner: PrunerKind; pattern: SparsityPattern; schedule: { kind: ScheduleKind; steps: number }; layerwise: 'rmi' | 'uniform' };
   targetModules: LinearModule[];
   /** Training and evaluation window: spec.training.sequenceLength, at most the model's context. */
   sequenceLength: number;
@@ -72,7 +90,8 @@ export async function loadTrainInputs(spec: SparseFineTuneSpec, specFile: string
   const where = (uri: string, field: string): string => locate(uri, locations, specFile, field);
   const modelDir = where(spec.baseModel.uri, 'spec.baseModel.uri');
   const outputDir = where(spec.output.uri, 'spec.output.uri');
-  const sparsity = spec.method === 'sparsepeft' && spec.sparsity ? { pruner: spec.sparsity.pruner, pattern: patternOf(spec, specFile) } : undefined;
+  const prunes = spec.method === 'sparsepeft' || spec.method === 'losa';
+  const sparsity = prunes && spec.sparsity ? { pruner: spec.sparsity.pruner, pattern: patternOf(spec, specFile), schedule: spec.sparsity.schedule, layerwise: spec.sparsity.layerwise } : undefined;
   const targetModules = spec.adapter.targetModules.map((m) => {
     if (!(LINEAR_MODULES as readonly string[]).includes(m)) throw invalid(specFile, `spec.adapter.targetModules: ${JSON.stringify(m)} is not one of ${LINEAR_MODULES.join(', ')}`);
     return m as LinearModule;
@@ -97,6 +116,7 @@ export async function loadTrainInputs(spec: SparseFineTuneSpec, specFile: string
       const cols = linearShape(c, m)[1];
       if (cols % pattern.m !== 0) throw invalid(specFile, `spec.sparsity.pattern ${pattern.n}:${pattern.m} cannot tile ${m}, which has ${cols} inputs: the input count of every linear layer must be a multiple of ${pattern.m}`);
     }
+    if (spec.method === 'losa' && sparsity?.schedule.kind !== 'oneshot') log.warn({ pattern: `${pattern.n}:${pattern.m}`, schedule: sparsity?.schedule.kind }, 'an N:M pattern fixes the sparsity of every round: losa prunes to it in each round, and the schedule only sets how many');
   }
   let sequenceLength = spec.training.sequenceLength;
   if (sequenceLength > c.maxPositionEmbeddings) {
@@ -142,7 +162,7 @@ export async function loadTrainInputs(spec: SparseFineTuneSpec, specFile: string
 
 function patternOf(spec: SparseFineTuneSpec, specFile: string): SparsityPattern {
   const s = spec.sparsity;
-  if (!s) throw invalid(specFile, 'method sparsepeft needs spec.sparsity');
+  if (!s) throw invalid(specFile, `method ${spec.method} needs spec.sparsity`);
   try {
     return parsePattern(s.pattern, s.targetPercent);
   } catch (err) {

@@ -1,5 +1,5 @@
 // tessera-worker train: the SparseFineTune Job. Reads the spec and the files it names, runs the
-// method (lora, sparsepeft or loram; the others fail with NotImplemented, naming the method), and writes
+// method (lora, sparsepeft, losa or loram; the others fail with NotImplemented, naming the method), and writes
 // under spec.output.uri, each folder atomically (written aside, then renamed into place):
 //   adapter/  adapter_config.json + adapter_model.safetensors (PEFT)
 //   model/    the merged checkpoint: config.json, model.safetensors, the base's tokenizer files
@@ -77,7 +77,7 @@ export async function runTrain(ctx: WorkloadContext<TrainSpecFile>): Promise<voi
       eval: inputs.eval,
       ...(inputs.calibration ? { calibration: inputs.calibration } : {}),
       ...(inputs.sparsity ? { sparsity: inputs.sparsity } : {}),
-      adapter: { rank: spec.adapter.rank, alpha: spec.adapter.alpha, targetModules: inputs.targetModules },
+      adapter: { rank: spec.adapter.rank, alpha: spec.adapter.alpha, targetModules: inputs.targetModules, ...(spec.adapter.maxRank ? { maxRank: spec.adapter.maxRank } : {}), rankAllocation: spec.adapter.rankAllocation },
       training: {
         steps: training.steps, batchSize: training.batchSize, microBatches: training.gradientAccumulation, sequenceLength: inputs.sequenceLength,
         learningRate: Number(training.learningRate), schedule: training.scheduler, warmupSteps: Math.round((training.steps * training.warmupPercent) / 100),
@@ -92,7 +92,7 @@ export async function runTrain(ctx: WorkloadContext<TrainSpecFile>): Promise<voi
         if (stage !== 'Training') progress(stage, step, total);
       },
       onPruned: (layer) => {
-        layers.set(layer.index, { index: layer.index, sparsityPercent: layer.sparsityPercent, rank: spec.adapter.rank, reconstructionError: layer.reconstructionError });
+        layers.set(layer.index, { index: layer.index, sparsityPercent: layer.sparsityPercent, rank: layer.rank ?? spec.adapter.rank, reconstructionError: layer.reconstructionError });
         sendMetrics();
       },
       onTrainProgress: (p) => {
@@ -114,7 +114,7 @@ export async function runTrain(ctx: WorkloadContext<TrainSpecFile>): Promise<voi
     if (result.losses.length > 0) values.loss = result.losses.at(-1) as number;
     for (const l of result.sparsity.layers) {
       const pruned = result.pruning?.layers[l.index];
-      layers.set(l.index, { index: l.index, sparsityPercent: l.sparsityPercent, rank: spec.adapter.rank, reconstructionError: pruned?.reconstructionError ?? 0 });
+      layers.set(l.index, { index: l.index, sparsityPercent: l.sparsityPercent, rank: result.ranks?.[l.index] ?? spec.adapter.rank, reconstructionError: pruned?.reconstructionError ?? 0 });
     }
     sendMetrics();
     log.info({ perplexityBefore: round(result.perplexityBefore), perplexityAfter: round(result.perplexityAfter), achievedSparsityPercent: round(result.sparsity.percent), seconds: Math.round((Date.now() - started) / 1000) }, 'fine-tuned');

@@ -136,7 +136,7 @@ describe('the train workload', function () {
     assert.equal(digest, createHash('sha256').update(await fsp.readFile(join(out, 'adapter', 'adapter_model.safetensors'))).digest('hex'));
   });
 
-  for (const method of SPARSE_METHODS.filter((m) => m !== 'lora' && m !== 'sparsepeft' && m !== 'loram')) {
+  for (const method of SPARSE_METHODS.filter((m) => m !== 'lora' && m !== 'sparsepeft' && m !== 'losa' && m !== 'loram')) {
     it(`fails method ${method} with NotImplemented, naming it, before reading any file`, async () => {
       await failure({ ...spec(), method, baseModel: { uri: 'file:///nowhere' } }, 'NotImplemented', new RegExp(`method ${method} is not implemented yet: tessera-worker train runs lora, sparsepeft, (\\w+, )*loram$`));
     });
@@ -150,9 +150,45 @@ describe('the train workload', function () {
     await failure({ ...spec(), sparsity: { ...spec().sparsity, pattern: '1:3', targetPercent: 66 } }, 'SpecInvalid', /spec\.sparsity\.pattern 1:3 cannot tile q_proj, which has 64 inputs/);
   });
 
-  it('refuses what sparsepeft does not do yet, naming the field', async () => {
+  it('refuses what sparsepeft does not do, naming the field: structured pruning is not built, rounds and per-layer rates and ranks are losa\'s', async () => {
     await failure({ ...spec(), sparsity: { ...spec().sparsity, pattern: 'structured' } }, 'NotImplemented', /spec\.sparsity\.pattern structured/);
-    await failure({ ...spec(), sparsity: { ...spec().sparsity, schedule: { kind: 'cubic', steps: 5 } } }, 'NotImplemented', /spec\.sparsity\.schedule cubic/);
+    await failure({ ...spec(), sparsity: { ...spec().sparsity, schedule: { kind: 'cubic', steps: 5 } } }, 'SpecInvalid', /spec\.sparsity\.schedule cubic with 5 steps \(progressive pruning\) is method losa's/);
+    await failure({ ...spec(), sparsity: { ...spec().sparsity, layerwise: 'rmi' } }, 'SpecInvalid', /spec\.sparsity\.layerwise rmi .* is method losa's/);
+    await failure({ ...spec(), adapter: { ...spec().adapter, maxRank: 8, rankAllocation: 'reconstruction-error' } }, 'SpecInvalid', /spec\.adapter\.rankAllocation reconstruction-error \(per-layer ranks\) is method losa's/);
+  });
+
+  const losaSpec = (over: Partial<SparseFineTuneSpec> = {}): SparseFineTuneSpec => ({
+    ...spec(), method: 'losa',
+    sparsity: { targetPercent: 50, pattern: 'unstructured', pruner: 'wanda', layerwise: 'rmi', schedule: { kind: 'cubic', steps: 3 } },
+    adapter: { rank: 4, maxRank: 8, alpha: 8, targetModules: ['q_proj', 'v_proj', 'down_proj'], rankAllocation: 'reconstruction-error' },
+    training: { ...spec().training, steps: 12 },
+    ...over,
+  });
+
+  it('losa: prunes and trains in rounds, writes a merged model exactly as sparse as asked and an adapter with each block\'s rank, and reports them', async () => {
+    const reporter = await run(losaSpec());
+    const out = join(root, 'out', 'run');
+    assert.deepEqual((await fsp.readdir(out)).sort(), ['adapter', 'model'], 'no .pending or .checkpoints folder is left behind');
+    const model = await loadModel(join(out, 'model'));
+    assert.equal(modelSparsity(model.config, model.weights).percent, 50);
+    assert.deepEqual(reporter.stages, ['Evaluating', 'Pruning', 'Training', 'Pruning', 'Training', 'Pruning', 'Training', 'Merging', 'Evaluating', 'Succeeded']);
+    const last = reporter.metricsSent.at(-1) as { values: Record<string, number>; layers: LayerMetric[] };
+    assert.equal(last.values.achievedSparsityPercent, 50);
+    assert.ok(Number.isFinite(last.values.perplexityAfter) && Number.isFinite(last.values.perplexityBefore));
+    // The mean rank starts at 4 and grows by one per round: the last of 3 trains at 6, over 2 blocks.
+    assert.equal(last.layers.reduce((s, l) => s + l.rank, 0), 2 * 6);
+    assert.ok(last.layers.every((l) => l.sparsityPercent === 50 && l.reconstructionError > 0), JSON.stringify(last.layers));
+    const adapter = await loadAdapter(join(out, 'adapter'), model.config);
+    for (const m of adapter.adapter.modules.values()) {
+      assert.equal(m.rank, last.layers[Number(/layers\.(\d+)\./.exec(m.name)?.[1])]?.rank, m.name);
+      assert.equal(m.scaling, 2, `${m.name}: alpha/rank stays 8/4 whatever the block's rank`);
+    }
+  });
+
+  it('losa: refuses a maxRank the growing mean rank would pass, fewer steps than rounds, and RMI on one calibration sequence', async () => {
+    await failure(losaSpec({ adapter: { ...losaSpec().adapter, maxRank: 5 } }), 'SpecInvalid', /spec\.adapter\.maxRank 5 is below the mean rank losa reaches in its last round: rank 4 grows by one in each of 3 rounds to 6/);
+    await failure(losaSpec({ training: { ...losaSpec().training, steps: 2 } }), 'SpecInvalid', /spec\.training\.steps 2 must be at least spec\.sparsity\.schedule\.steps 3/);
+    await failure(losaSpec({ calibration: { samples: 1, sequenceLength: 64 } }), 'SpecInvalid', /spec\.calibration\.samples must be at least 2, got 1/);
   });
 
   it('names the base model folder it cannot load', async () => {

@@ -1,9 +1,10 @@
-// A fine-tuning run of `lora` or `sparsepeft` from tokens to merged weights, without files or
-// reports (the train mode owns those):
+// A fine-tuning run of `lora`, `sparsepeft` or `losa` from tokens to merged weights, without
+// files or reports (the train mode owns those):
 //   sparsepeft: prune the base block by block (Wanda, SparseGPT or magnitude; unstructured or N:M),
 //               then train LoRA with ΔW = s·(B·A) ⊙ M, M = 1[W_pruned ≠ 0] (no gradient through M),
 //               and merge W' = W_pruned + ΔW, which keeps every zero (ALGORITHMS.md §3);
-//   lora:       train plain LoRA on the dense base and merge W' = W + s·B·A.
+//   lora:       train plain LoRA on the dense base and merge W' = W + s·B·A;
+//   losa:       losa.ts — prune and train in rounds, per-layer sparsity and ranks.
 // Perplexity on the held-out tokens is measured before training (the pruned model for
 // sparsepeft) and after, on the merged weights that get written.
 import { type Logger } from 'pino';
@@ -20,12 +21,15 @@ import { latestCheckpoint } from '../checkpoint.js';
 import { type Progress, train, type TrainConfig } from '../loop.js';
 import { createLlamaTrainModel } from '../model-step.js';
 import { Rng } from '../rng.js';
+import { type ShrinkRule } from './dynamic-rank.js';
+import { type LosaRound, losaFineTune, type RoundSplit } from './losa.js';
 import { mergeLora, nonzeroMask } from './merge.js';
 import { type SparsityPattern } from './pattern.js';
 import { type LayerPruneResult, modelSparsity, type PrunedModel, pruneModel } from './prune-model.js';
 import { type PrunerKind } from './pruners.js';
+import { type ScheduleKind } from './sparsity-schedule.js';
 
-export const FINETUNE_METHODS = ['lora', 'sparsepeft'] as const;
+export const FINETUNE_METHODS = ['lora', 'sparsepeft', 'losa'] as const;
 export type FineTuneMethod = (typeof FINETUNE_METHODS)[number];
 
 /** What the run is doing, for progress reports: the CRD's stage names. */
@@ -41,8 +45,15 @@ export interface FineTuneOptions {
   eval: readonly number[];
   /** sparsepeft: the pruner's calibration sequences (one length) and what to prune. */
   calibration?: readonly (readonly number[])[];
-  sparsity?: { pruner: PrunerKind; pattern: SparsityPattern };
-  adapter: { rank: number; alpha: number; targetModules: readonly LinearModule[] };
+  /** losa also reads the rounds' schedule and the layer rates' allocation (default uniform). */
+  sparsity?: { pruner: PrunerKind; pattern: SparsityPattern; schedule?: { kind: ScheduleKind; steps: number }; layerwise?: 'rmi' | 'uniform' };
+  /** losa: rank is the starting mean rank, maxRank bounds a layer's, rankAllocation (default reconstruction-error) how they spread. */
+  adapter: { rank: number; alpha: number; targetModules: readonly LinearModule[]; maxRank?: number; rankAllocation?: 'reconstruction-error' | 'uniform' };
+  /**
+   * losa: what a layer's cut rank columns become (dynamic-rank.ts; default discard, as in the
+   * paper) and how data and steps are shared among the rounds (losa.ts; default reference).
+   */
+  losa?: { shrink?: ShrinkRule; split?: RoundSplit };
   /** The loop's config: steps, batch, sequence length (also the evaluation window), schedule, checkpoints. */
   training: Partial<TrainConfig> & Pick<TrainConfig, 'steps' | 'sequenceLength'>;
   /** Seed of the LoRA A initialization (PEFT's kaiming-uniform); the loop's own seed orders the data. */
@@ -54,7 +65,10 @@ export interface FineTuneOptions {
   cache: SessionCache;
   log?: Logger;
   onStage?: (stage: Stage, step: number, totalSteps: number) => void;
-  onPruned?: (layer: LayerPruneResult, layers: number) => void;
+  /** Each pruned block; losa gives the rank the block trains with next. */
+  onPruned?: (layer: LayerPruneResult & { rank?: number }, layers: number) => void;
+  /** losa: each round's schedule, rates, errors and ranks. */
+  onLosaRound?: (round: LosaRound) => void;
   onTrainProgress?: (p: Progress) => void;
   signal?: AbortSignal;
 }
@@ -74,9 +88,12 @@ export interface FineTuneResult {
   interrupted: boolean;
   /** The step a resumed run started from (0 for a fresh run). */
   resumedFromStep: number;
+  /** losa: the final rank of each block's adapter (the others train one rank everywhere). */
+  ranks?: number[];
 }
 
 export async function fineTune(opts: FineTuneOptions): Promise<FineTuneResult> {
+  if (opts.method === 'losa') return losaFineTune(opts);
   const c = opts.config;
   const { rank, alpha, targetModules } = opts.adapter;
   if (!(Number.isInteger(rank) && rank >= 1)) throw new Error(`adapter.rank must be a positive integer, got ${rank}`);
