@@ -5,7 +5,7 @@ import { DiagSteps } from './diag-steps.js';
 import { type Basis, type JdKernels } from './kernels.js';
 import { checkRank } from './jd-full.js';
 import { gaussianArray } from './random.js';
-import { type Slot, totalEnergy } from './slot.js';
+import { errorsFromCaptured, type Slot, totalEnergy } from './slot.js';
 import { choleskyLower, hadamard, identity, invPd, invSymPsd, matmul, orthonormalizer, pinvSym, scale } from './small.js';
 import { type JdOptions, type SlotResult } from './types.js';
 
@@ -28,10 +28,12 @@ export async function jdDiag(kernels: JdKernels, slot: Slot, opts: JdOptions): P
   // σ = G⁻¹d for G = (UᵀU)∘(VᵀV) and d_i = diag(Uᵀ M̃_i V) = dScale·dRaw_i; the objective
   // before (with the previous σ and its S = Σ σ_iσ_iᵀ) and after that solve.
   let sigma: { sigma: Float64Array; sigma32: Float32Array; S: Float64Array } = { sigma: new Float64Array(n * r), sigma32: new Float32Array(n * r), S: new Float64Array(r * r) };
+  let d: { raw: Float32Array; scale: number } = { raw: new Float32Array(n * r), scale: 1 };
   const solveSigma = async (dRaw: Float32Array, dScale: number): Promise<{ before: number; after: number }> => {
     const G = hadamard(gu, gv);
     const before = total - 2 * dScale * dot(sigma.sigma, dRaw) + frob(G, sigma.S);
     sigma = await steps.sigma(dRaw, scale(invPd(G, r), dScale));
+    d = { raw: dRaw, scale: dScale };
     return { before, after: total - 2 * dScale * dot(sigma.sigma, dRaw) + frob(G, sigma.S) };
   };
 
@@ -65,7 +67,10 @@ export async function jdDiag(kernels: JdKernels, slot: Slot, opts: JdOptions): P
 
   const U: Basis = { q: uq, R: identity(r, a) };
   const V: Basis = { q: vq, R: identity(r, b) };
-  const err2 = await diagErrors(kernels, slot, r, U, V, gu, gv, sigma.sigma32);
+  // At the optimal σ_i = G⁻¹d_i the captured energy is σ_i·d_i.
+  const captured = new Float64Array(n);
+  for (let i = 0; i < n; i++) for (let j = i * r; j < (i + 1) * r; j++) captured[i] = (captured[i] as number) + d.scale * (sigma.sigma[j] as number) * (d.raw[j] as number);
+  const err2 = errorsFromCaptured(slot, captured) ?? (await diagErrors(kernels, slot, r, U, V, gu, gv, sigma.sigma32));
   const objective = err2.reduce((x, y) => x + y, 0);
   return {
     method: 'jd-diag',
@@ -77,7 +82,7 @@ export async function jdDiag(kernels: JdKernels, slot: Slot, opts: JdOptions): P
     U: scaled(uq, a),
     V: scaled(vq, b),
     sigma: sigma.sigma32,
-    errors: Float64Array.from(err2, Math.sqrt),
+    errors: err2.map(Math.sqrt),
   };
 }
 

@@ -3,7 +3,7 @@
 import { cholQr2, randomOrthonormal } from './basis.js';
 import { FullSteps, type Side, type StepOut } from './full-steps.js';
 import { type Basis, type JdKernels } from './kernels.js';
-import { type Slot, totalEnergy } from './slot.js';
+import { errorsFromCaptured, type Slot, totalEnergy } from './slot.js';
 import { orthonormalizer } from './small.js';
 import { type JdOptions, type SlotResult } from './types.js';
 
@@ -28,6 +28,7 @@ export async function jdFull(kernels: JdKernels, slot: Slot, opts: JdOptions): P
   // A subspace change below a tolerance ≤ 0 can never stop the loop; skip computing it.
   const checkChange = opts.tolerance > 0;
 
+  let fromIterations: { fu: Float32Array; u: Float32Array } | undefined;
   if ((opts.variant ?? 'alternating') === 'eigen') {
     while (iterations < opts.iterations && !converged) {
       const s = await kernels.eigenStep(slot, r, U, V, mu());
@@ -55,26 +56,25 @@ export async function jdFull(kernels: JdKernels, slot: Slot, opts: JdOptions): P
       const u = await halfStep(kernels, steps, steps.u, r, uCur, iterations > 0 ? prods[1] : undefined, V, prods[0], inner, mu, onU, checkChange);
       const v = await halfStep(kernels, steps, steps.v, r, u.other, prods[0], u.basis, prods[1], inner, mu, (e) => (energy = e), checkChange);
       [U, V, uCur] = [u.basis, v.basis, v.other];
+      fromIterations = { fu: prods[1], u: v.other };
       iterations++;
       converged = checkChange && isConverged(u.change, v.change, r, opts.tolerance);
     }
   }
 
-  const final = await kernels.errors(slot, r, U, V);
+  // After alternating steps F·U and U are at hand, so the errors can come from the cores' energies.
+  let final: { err2: Float64Array; core: Float32Array; u: Float32Array; v: Float32Array } | undefined;
+  if (fromIterations) {
+    const c = await kernels.cores(slot, r, fromIterations.fu, V);
+    const err2 = errorsFromCaptured(slot, c.energy);
+    if (err2) final = { err2, core: c.core, u: fromIterations.u, v: c.v };
+  }
+  final ??= await kernels.errors(slot, r, U, V);
   const objective = final.err2.reduce((a, b) => a + b, 0);
   history.push(objective);
-  return {
-    method: 'jd-full',
-    rank: r,
-    iterations,
-    converged,
-    objective,
-    history,
-    U: final.u,
-    V: final.v,
-    sigma: final.core,
-    errors: Float64Array.from(final.err2, Math.sqrt),
-  };
+  const errors = new Float64Array(final.err2.length);
+  for (let i = 0; i < errors.length; i++) errors[i] = Math.sqrt(final.err2[i] as number);
+  return { method: 'jd-full', rank: r, iterations, converged, objective, history, U: final.u, V: final.v, sigma: final.core, errors };
 }
 
 /** ‖U − U_old U_oldᵀ U‖_F / ‖U‖_F with ‖U‖_F = √r (ALGORITHMS.md §6), on both sides. */

@@ -115,16 +115,18 @@ export class JdKernels {
     return { [name]: f32([p, r], b.q), [`${name}R`]: nn.tensor('float64', [r, r], b.R) };
   }
 
-  /** ‖F_iᵀG_i‖²_F per adapter, through the R0×R0 Grams. */
-  async normsSq(s: Stack): Promise<Float64Array> {
+  /** ‖F_iᵀG_i‖²_F per adapter through the R0×R0 Grams F_iF_iᵀ and G_iG_iᵀ, which come back too. */
+  async normsSq(s: Stack): Promise<{ normsq: Float64Array; gf: Float32Array; gg: Float32Array }> {
     const { n, r0, m, k } = s;
     const { session, out } = await this.graph(`norms:${n},${r0},${m},${k}`, (g) => {
       const f = g.input('f', 'float32', [n, r0, m]);
       const a = g.input('g', 'float32', [n, r0, k]);
-      return { normsq: inner(nn.matmul(f, tr(f)), nn.matmul(a, tr(a))) };
+      const gf = nn.matmul(f, tr(f));
+      const gg = nn.matmul(a, tr(a));
+      return { normsq: inner(gf, gg), gf, gg };
     });
     const res = await session.run({ f: f32([n, r0, m], s.f), g: f32([n, r0, k], s.g) });
-    return Float64Array.from(data(res[out.normsq]));
+    return { normsq: Float64Array.from(data(res[out.normsq])), gf: data(res[out.gf]), gg: data(res[out.gg]) };
   }
 
   /**
@@ -266,6 +268,22 @@ export class JdKernels {
     const clamped = new Float64Array(err2.length);
     for (let i = 0; i < err2.length; i++) clamped[i] = Math.max(err2[i] as number, 0);
     return { err2: clamped, core: data(res[out.core]), u: data(res[out.u]), v: data(res[out.v]) };
+  }
+
+  /**
+   * Cores C_i = Uᵀ M̃_i V (n×r×r) and their energies ‖C_i‖² (summed in float64), from W = F·U as
+   * the iterations left it and V, materialized here as errors() does.
+   */
+  async cores(s: Stack, r: number, w: Float32Array, v: Basis): Promise<{ core: Float32Array; energy: Float64Array; v: Float32Array }> {
+    const { n, r0, k } = s;
+    const { session, out } = await this.graph(`cores:${n},${r0},${k},${r}`, (g) => {
+      const V = basisIn64(g, 'v', k, r);
+      const C = nn.matmul(tr(g.input('w', 'float32', [n, r0, r])), nn.matmul(g.input('g', 'float32', [n, r0, k]), V));
+      const C64 = nn.cast(C, 'float64');
+      return { core: C, energy: nn.reduceSum(nn.mul(C64, C64), [1, 2]), v: V };
+    });
+    const res = await session.run({ w: f32([n, r0, r], w), g: f32([n, r0, k], s.g), ...JdKernels.basisFeeds64('v', v, k, r) });
+    return { core: data(res[out.core]), energy: data64(res[out.energy]), v: data(res[out.v]) };
   }
 
   /** Per-adapter products X_i·T_i for the SVD baseline: x [N, p] as blocks, t [n, R0, r] → [n, p, r]. */

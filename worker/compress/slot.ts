@@ -17,6 +17,8 @@ export interface Slot extends Stack {
   /** ‖s_i B_i A_i‖_F, the norm removed by normalization (0 for an all-zero update). */
   norms: Float64Array;
   ranks: number[];
+  /** The normalized factors' per-adapter R0×R0 Grams F_iF_iᵀ and G_iG_iᵀ (n·R0² each), when packing kept them. */
+  grams?: { gf: Float32Array; gg: Float32Array };
 }
 
 /** Packs and normalizes one slot; `what(i)` names adapter i in errors. */
@@ -33,7 +35,8 @@ export async function packSlot(kernels: JdKernels, name: string, m: number, k: n
     g.set(ad.A, i * r0 * k);
   });
   const slot: Slot = { name, n, r0, m, k, f, g, norms: new Float64Array(n), ranks: adapters.map((ad) => ad.rank) };
-  const normsSq = await kernels.normsSq(slot);
+  const { normsq: normsSq, gf, gg } = await kernels.normsSq(slot);
+  slot.grams = { gf, gg };
   adapters.forEach((ad, i) => {
     const norm = Math.sqrt(Math.max(normsSq[i] as number, 0));
     if (!Number.isFinite(norm)) throw new Error(`${what(i)}: module ${name}: the LoRA update has a non-finite norm (NaN or Inf in lora_A/lora_B)`);
@@ -42,6 +45,8 @@ export async function packSlot(kernels: JdKernels, name: string, m: number, k: n
     const c = norm > 0 ? 1 / Math.sqrt(norm) : 0;
     scaleRange(f, i * r0 * m, r0 * m, c);
     scaleRange(g, i * r0 * k, r0 * k, c);
+    scaleRange(gf, i * r0 * r0, r0 * r0, c * c);
+    scaleRange(gg, i * r0 * r0, r0 * r0, c * c);
   });
   return slot;
 }
@@ -65,13 +70,16 @@ function scaleRange(x: Float32Array, start: number, len: number, c: number): voi
 export function subsetSlot(slot: Slot, members: readonly number[]): Slot {
   const { r0, m, k } = slot;
   const n = members.length;
-  const f = new Float32Array(n * r0 * m);
-  const g = new Float32Array(n * r0 * k);
-  members.forEach((src, dst) => {
-    f.set(slot.f.subarray(src * r0 * m, (src + 1) * r0 * m), dst * r0 * m);
-    g.set(slot.g.subarray(src * r0 * k, (src + 1) * r0 * k), dst * r0 * k);
-  });
-  return { name: slot.name, n, r0, m, k, f, g, norms: Float64Array.from(members, (i) => slot.norms[i] as number), ranks: members.map((i) => slot.ranks[i] as number) };
+  const sub: Slot = { name: slot.name, n, r0, m, k, f: pickBlocks(slot.f, members, r0 * m), g: pickBlocks(slot.g, members, r0 * k), norms: Float64Array.from(members, (i) => slot.norms[i] as number), ranks: members.map((i) => slot.ranks[i] as number) };
+  if (slot.grams) sub.grams = { gf: pickBlocks(slot.grams.gf, members, r0 * r0), gg: pickBlocks(slot.grams.gg, members, r0 * r0) };
+  return sub;
+}
+
+/** The members' blocks of `size` values each, in that order. */
+function pickBlocks(x: Float32Array, members: readonly number[], size: number): Float32Array {
+  const out = new Float32Array(members.length * size);
+  members.forEach((src, dst) => out.set(x.subarray(src * size, (src + 1) * size), dst * size));
+  return out;
 }
 
 /** Number of adapters with a non-zero update: Σ‖M̃_i‖² over the slot. */
@@ -80,3 +88,22 @@ export function totalEnergy(slot: Slot): number {
   for (const x of slot.norms) if (x > 0) s += 1;
   return s;
 }
+
+/**
+ * Squared errors ‖M̃_i − U S_i Vᵀ‖² as ‖M̃_i‖² − captured_i (Pythagoras, for the optimal S_i and
+ * orthonormal or least-squares bases), or undefined when some adapter's error² is below
+ * PYTHAGORAS_MIN: the captured energy carries float32 rounding of about 1e-6, which is at most
+ * 1e-5 of an error² ≥ 0.1 but swamps small ones, where explicit residuals (kernels.errors) are needed.
+ */
+export function errorsFromCaptured(slot: Slot, captured: ArrayLike<number>): Float64Array | undefined {
+  const out = new Float64Array(slot.n);
+  for (let i = 0; i < slot.n; i++) {
+    if (!((slot.norms[i] as number) > 0)) continue;
+    const e = 1 - (captured[i] as number);
+    if (!(e >= PYTHAGORAS_MIN)) return undefined;
+    out[i] = e;
+  }
+  return out;
+}
+
+export const PYTHAGORAS_MIN = 0.1;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { clusterAdapters } from '../../../worker/compress/cluster.js';
 import { meanOf } from '../../../worker/compress/auto.js';
-import { jdDiag } from '../../../worker/compress/jd-diag.js';
+import { diagErrors, jdDiag } from '../../../worker/compress/jd-diag.js';
 import { jdFull } from '../../../worker/compress/jd-full.js';
 import { JdKernels } from '../../../worker/compress/kernels.js';
 import { countParameters } from '../../../worker/compress/params.js';
@@ -143,6 +143,22 @@ describe('JD compression of a module slot', function () {
     assert.ok(proj[1]!.meanError > 0.5, `random adapter error ${proj[1]!.meanError}`);
     assert.equal(incrementalDecision(proj.slice(0, 1), 1).action, 'project');
     assert.deepEqual(incrementalDecision(proj, 40), { action: 'recompress', worst: { index: 1, meanError: proj[1]!.meanError } });
+  });
+
+  it('reports the same errors as the explicit residuals when it takes them from the captured energy (errors ≥ 0.3)', async () => {
+    const slot = await packSlot(kernels, 'q_proj', 64, 48, randomAdapters(12, 64, 48, 4, 11));
+    const I = (r: number): Float64Array => Float64Array.from({ length: r * r }, (_, j) => (j % (r + 1) === 0 ? 1 : 0));
+    for (const r of [3, 8]) {
+      const full = await jdFull(kernels, slot, opts(r, { iterations: 6, tolerance: 0 }));
+      const explicit = await kernels.errors(slot, r, { q: full.U, R: I(r) }, { q: full.V, R: I(r) });
+      full.errors.forEach((e, i) => assert.ok(e > 0.3 && Math.abs(e - Math.sqrt(explicit.err2[i]!)) < 1e-5, `jd-full rank ${r}, adapter ${i}: ${e} vs ${Math.sqrt(explicit.err2[i]!)}`));
+      const diag = await jdDiag(kernels, slot, opts(r, { iterations: 6, tolerance: 0 }));
+      const U = { q: diag.U, R: I(r) };
+      const V = { q: diag.V, R: I(r) };
+      const { gu, gv } = await kernels.project(slot, r, U, V, ['gu', 'gv']);
+      const err2 = await diagErrors(kernels, slot, r, U, V, gu!, gv!, diag.sigma);
+      diag.errors.forEach((e, i) => assert.ok(e > 0.3 && Math.abs(e - Math.sqrt(err2[i]!)) < 1e-5, `jd-diag rank ${r}, adapter ${i}: ${e} vs ${Math.sqrt(err2[i]!)}`));
+    }
   });
 
   it("counts parameters as the paper's saved ratio does (JD-Full rank 256, 100 adapters: 0.50 / 0.34)", () => {
