@@ -115,18 +115,16 @@ export class JdKernels {
     return { [name]: f32([p, r], b.q), [`${name}R`]: nn.tensor('float64', [r, r], b.R) };
   }
 
-  /** ‖F_iᵀG_i‖²_F per adapter through the R0×R0 Grams F_iF_iᵀ and G_iG_iᵀ, which come back too. */
-  async normsSq(s: Stack): Promise<{ normsq: Float64Array; gf: Float32Array; gg: Float32Array }> {
+  /** ‖F_iᵀG_i‖²_F per adapter, through the R0×R0 Grams. */
+  async normsSq(s: Stack): Promise<Float64Array> {
     const { n, r0, m, k } = s;
     const { session, out } = await this.graph(`norms:${n},${r0},${m},${k}`, (g) => {
       const f = g.input('f', 'float32', [n, r0, m]);
       const a = g.input('g', 'float32', [n, r0, k]);
-      const gf = nn.matmul(f, tr(f));
-      const gg = nn.matmul(a, tr(a));
-      return { normsq: inner(gf, gg), gf, gg };
+      return { normsq: inner(nn.matmul(f, tr(f)), nn.matmul(a, tr(a))) };
     });
     const res = await session.run({ f: f32([n, r0, m], s.f), g: f32([n, r0, k], s.g) });
-    return { normsq: Float64Array.from(data(res[out.normsq])), gf: data(res[out.gf]), gg: data(res[out.gg]) };
+    return Float64Array.from(data(res[out.normsq]));
   }
 
   /**

@@ -17,8 +17,6 @@ export interface Slot extends Stack {
   /** ‖s_i B_i A_i‖_F, the norm removed by normalization (0 for an all-zero update). */
   norms: Float64Array;
   ranks: number[];
-  /** The normalized factors' per-adapter R0×R0 Grams F_iF_iᵀ and G_iG_iᵀ (n·R0² each), when packing kept them. */
-  grams?: { gf: Float32Array; gg: Float32Array };
 }
 
 /** Packs and normalizes one slot; `what(i)` names adapter i in errors. */
@@ -35,8 +33,7 @@ export async function packSlot(kernels: JdKernels, name: string, m: number, k: n
     g.set(ad.A, i * r0 * k);
   });
   const slot: Slot = { name, n, r0, m, k, f, g, norms: new Float64Array(n), ranks: adapters.map((ad) => ad.rank) };
-  const { normsq: normsSq, gf, gg } = await kernels.normsSq(slot);
-  slot.grams = { gf, gg };
+  const normsSq = await kernels.normsSq(slot);
   adapters.forEach((ad, i) => {
     const norm = Math.sqrt(Math.max(normsSq[i] as number, 0));
     if (!Number.isFinite(norm)) throw new Error(`${what(i)}: module ${name}: the LoRA update has a non-finite norm (NaN or Inf in lora_A/lora_B)`);
@@ -45,8 +42,6 @@ export async function packSlot(kernels: JdKernels, name: string, m: number, k: n
     const c = norm > 0 ? 1 / Math.sqrt(norm) : 0;
     scaleRange(f, i * r0 * m, r0 * m, c);
     scaleRange(g, i * r0 * k, r0 * k, c);
-    scaleRange(gf, i * r0 * r0, r0 * r0, c * c);
-    scaleRange(gg, i * r0 * r0, r0 * r0, c * c);
   });
   return slot;
 }
@@ -70,9 +65,7 @@ function scaleRange(x: Float32Array, start: number, len: number, c: number): voi
 export function subsetSlot(slot: Slot, members: readonly number[]): Slot {
   const { r0, m, k } = slot;
   const n = members.length;
-  const sub: Slot = { name: slot.name, n, r0, m, k, f: pickBlocks(slot.f, members, r0 * m), g: pickBlocks(slot.g, members, r0 * k), norms: Float64Array.from(members, (i) => slot.norms[i] as number), ranks: members.map((i) => slot.ranks[i] as number) };
-  if (slot.grams) sub.grams = { gf: pickBlocks(slot.grams.gf, members, r0 * r0), gg: pickBlocks(slot.grams.gg, members, r0 * r0) };
-  return sub;
+  return { name: slot.name, n, r0, m, k, f: pickBlocks(slot.f, members, r0 * m), g: pickBlocks(slot.g, members, r0 * k), norms: Float64Array.from(members, (i) => slot.norms[i] as number), ranks: members.map((i) => slot.ranks[i] as number) };
 }
 
 /** The members' blocks of `size` values each, in that order. */
