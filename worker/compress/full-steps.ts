@@ -15,13 +15,20 @@
 import * as nn from '../onnx/index.js';
 import { type Basis, basisIn, basisIn64, data, data64, f32, gram64, JdKernels, type Stack, tr } from './kernels.js';
 
-/** One side's view of a slot: `x` (N×p, and its transpose) is updated against `y` (N×q). */
+/**
+ * One side's view of a slot: `x` (N×p, and its transpose) is updated against `y` (N×q). The
+ * buffers take this side's step outputs, so an iteration allocates nothing of size d×r: Z
+ * alternates between two (a step reads the last Z while writing the next), and the other side's
+ * basis is materialized into `otherOut`.
+ */
 export interface Side {
   x: Float32Array;
   xT: Float32Array;
   y: Float32Array;
   p: number;
   q: number;
+  z: [Float32Array, Float32Array];
+  otherOut: Float32Array;
 }
 
 export interface StepOut {
@@ -51,13 +58,15 @@ export class FullSteps {
 
   static async create(kernels: JdKernels, s: Stack, r: number): Promise<FullSteps> {
     const { fT, gT } = kernels.transposes(s);
-    return new FullSteps(kernels, s, r, { x: s.f, xT: fT, y: s.g, p: s.m, q: s.k }, { x: s.g, xT: gT, y: s.f, p: s.k, q: s.m });
+    const buffers = (p: number, q: number): Pick<Side, 'z' | 'otherOut'> => ({ z: [new Float32Array(p * r), new Float32Array(p * r)], otherOut: new Float32Array(q * r) });
+    return new FullSteps(kernels, s, r, { x: s.f, xT: fT, y: s.g, p: s.m, q: s.k, ...buffers(s.m, s.k) }, { x: s.g, xT: gT, y: s.f, p: s.k, q: s.m, ...buffers(s.k, s.m) });
   }
 
   /**
    * The half-step's first subspace step from `cur` (p×r orthonormal, plain or as q·R). `xCur` is
    * X·cur when the previous half-step computed it (else it is computed here); Y·O is written into
-   * `yOther`. Also returns O materialized and the captured energy Σ_i‖Oᵀ M_iᵀ cur‖².
+   * `yOther`. Also returns O materialized and the captured energy Σ_i‖Oᵀ M_iᵀ cur‖². Z goes to
+   * side.z[0] and O to side.otherOut.
    */
   async first(side: Side, cur: Float32Array | Basis, xCur: Float32Array | undefined, other: Basis, mu: number, yOther: Float32Array, exactGram: boolean): Promise<StepOut & { energy: number; other: Float32Array }> {
     const { n, r0, r } = this;
@@ -87,12 +96,13 @@ export class FullSteps {
     };
     if (xCur) feeds.w = f32([n, r0, r], xCur);
     else feeds.x = f32([n, r0, p], side.x);
-    const res = await session.run(feeds, undefined, { [out.p]: f32([n, r0, r], yOther), [out.h]: f32([n, r0, r0], this.h) });
-    return { z: data(res[out.z]), gram: gramOf(res[out.gram]), energy: Number(data(res[out.energy])[0]), other: data(res[out.o]) };
+    const into = { [out.p]: f32([n, r0, r], yOther), [out.h]: f32([n, r0, r0], this.h), [out.z]: f32([p, r], side.z[0]), [out.o]: f32([q, r], side.otherOut) };
+    const res = await session.run(feeds, undefined, into);
+    return { z: side.z[0], gram: gramOf(res[out.gram]), energy: Number(data(res[out.energy])[0]), other: side.otherOut };
   }
 
-  /** A further subspace step from z (with the H_i of the last first()). */
-  async next(side: Side, z: Basis, mu: number, exactGram: boolean): Promise<StepOut> {
+  /** Subspace step `step` ≥ 1 from z (with the H_i of the last first()); Z goes to side.z[step % 2]. */
+  async next(side: Side, step: number, z: Basis, mu: number, exactGram: boolean): Promise<StepOut> {
     const { n, r0, r } = this;
     const N = n * r0;
     const { p } = side;
@@ -102,8 +112,9 @@ export class FullSteps {
       const Z = nn.add(nn.matmul(g.input('xT', 'float32', [p, N]), nn.reshape(HW, [N, r])), nn.mul(zm, g.input('mu', 'float32', [1])));
       return { z: Z, gram: exactGram ? gram64(Z) : nn.gemm(Z, Z, undefined, { transA: true }) };
     });
-    const res = await session.run({ x: f32([n, r0, p], side.x), xT: f32([p, N], side.xT), h: f32([n, r0, r0], this.h), ...JdKernels.basisFeeds('zin', z, p, r), mu: f32([1], Float32Array.of(mu)) });
-    return { z: data(res[out.z]), gram: gramOf(res[out.gram]) };
+    const zOut = side.z[step % 2] as Float32Array;
+    const res = await session.run({ x: f32([n, r0, p], side.x), xT: f32([p, N], side.xT), h: f32([n, r0, r0], this.h), ...JdKernels.basisFeeds('zin', z, p, r), mu: f32([1], Float32Array.of(mu)) }, undefined, { [out.z]: f32([p, r], zOut) });
+    return { z: zOut, gram: gramOf(res[out.gram]) };
   }
 }
 

@@ -107,7 +107,7 @@ async function halfStep(
   let step: StepOut = first;
   for (let s = 1; s < inner; s++) {
     // Only the span matters between steps, so a float32 Gram and a lazy Cholesky-QR pass suffice.
-    step = await steps.next(side, { q: step.z, R: orthonormalizer(step.gram, r).inv }, mu(), s === inner - 1);
+    step = await steps.next(side, s, { q: step.z, R: orthonormalizer(step.gram, r).inv }, mu(), s === inner - 1);
   }
   const basis = { q: step.z, R: orthonormalizer(step.gram, r).inv };
   const change = checkChange ? (await kernels.orth64(basis, cur, side.p, r)).change : Number.NaN;

@@ -186,6 +186,12 @@ export class JdKernels {
     return { q: data(res.q), gram: Float64Array.from(data(res.gram)), change: res.change ? Number(data(res.change)[0]) : Number.NaN };
   }
 
+  /** XᵀX of a p×r matrix, in float64. */
+  async gram64(x: Float32Array, p: number, r: number): Promise<Float64Array> {
+    const { session, out } = await this.graph(`gram64:${p},${r}`, (g) => ({ gram: gram64(g.input('x', 'float32', [p, r])) }));
+    return data64((await session.run({ x: f32([p, r], x) }))[out.gram]);
+  }
+
   /** ‖Q − P PᵀQ‖²_F for Q = z·R applied in float64 (basisIn64) against the previous basis P (plain or q·R). */
   async orth64(z: Basis, prev: Basis | Float32Array, p: number, r: number): Promise<{ change: number }> {
     const plain = prev instanceof Float32Array;
