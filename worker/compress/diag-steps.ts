@@ -42,7 +42,7 @@ export class DiagSteps {
       const FU = nn.matmul(g.input('f', 'float32', [n, r0, m]), U);
       const GV = nn.matmul(g.input('g', 'float32', [n, r0, k]), V);
       return { u: U, v: V, gu: gram64(U), gv: gram64(V), d: nn.reduceSum(nn.mul(FU, GV), [1]), fu: FU, gvOut: GV };
-    });
+    }, n * r0 * (m + k) * r);
     const res = await session.run(
       { f: f32([n, r0, m], this.stack.f), g: f32([n, r0, k], this.stack.g), ...JdKernels.basisFeeds64('u', u, m, r), ...JdKernels.basisFeeds64('v', v, k, r) },
       undefined,
@@ -74,7 +74,7 @@ export class DiagSteps {
       const X = nn.matmul(nn.matmul(g.input('xT', 'float32', [p, N]), scaled), g.input('kinv', 'float32', [r, r]));
       const XO = nn.matmul(g.input('x', 'float32', [n, r0, p]), X);
       return { x: X, gram: gram64(X), prod: XO, ...(which === 'v' ? { d: nn.reduceSum(nn.mul(O, XO), [1]) } : {}) } as Record<'x' | 'gram' | 'prod' | 'd', nn.Value>;
-    });
+    }, 2 * N * p * r);
     const [x, xT, other, prod] = which === 'u' ? [this.stack.f, this.t.fT, this.gv, this.fu] : [this.stack.g, this.t.gT, this.fu, this.gv];
     const res = await session.run(
       { x: f32([n, r0, p], x), xT: f32([p, N], xT), other: f32([n, r0, r], other), sigma: f32([n, r], sigma), kinv: f32([r, r], Float32Array.from(kinv)) },
@@ -90,7 +90,7 @@ export class DiagSteps {
     const { session, out } = await this.kernels.graph(`diag-sigma:${n},${r}`, (g) => {
       const s = nn.matmul(nn.cast(g.input('d', 'float32', [n, r]), 'float64'), g.input('ginv', 'float64', [r, r]));
       return { sigma: s, sigma32: nn.cast(s, 'float32'), S: nn.gemm(s, s, undefined, { transA: true }) };
-    });
+    }, n * r * r);
     const res = await session.run({ d: f32([n, r], d), ginv: nn.tensor('float64', [r, r], ginv) });
     return { sigma: data64(res[out.sigma]), sigma32: data(res[out.sigma32]), S: data64(res[out.S]) };
   }

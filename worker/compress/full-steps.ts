@@ -86,7 +86,7 @@ export class FullSteps {
       const Z = nn.add(nn.matmul(g.input('xT', 'float32', [p, N]), nn.reshape(HW, [N, r])), nn.mul(z, g.input('mu', 'float32', [1])));
       // Σ_i ‖P_iᵀW_i‖² = Σ_i ⟨H_iW_i, W_i⟩
       return { z: Z, gram: exactGram ? gram64(Z) : nn.gemm(Z, Z, undefined, { transA: true }), energy: nn.reduceSum(nn.mul(HW, W)), p: P, h: H, o: O };
-    });
+    }, N * r * (q + p + (reuse ? 0 : p)));
     const feeds: Record<string, nn.Tensor> = {
       xT: f32([p, N], side.xT),
       y: f32([n, r0, q], side.y),
@@ -111,7 +111,7 @@ export class FullSteps {
       const HW = nn.matmul(g.input('h', 'float32', [n, r0, r0]), nn.matmul(g.input('x', 'float32', [n, r0, p]), zm));
       const Z = nn.add(nn.matmul(g.input('xT', 'float32', [p, N]), nn.reshape(HW, [N, r])), nn.mul(zm, g.input('mu', 'float32', [1])));
       return { z: Z, gram: exactGram ? gram64(Z) : nn.gemm(Z, Z, undefined, { transA: true }) };
-    });
+    }, 2 * N * p * r);
     const zOut = side.z[step % 2] as Float32Array;
     const res = await session.run({ x: f32([n, r0, p], side.x), xT: f32([p, N], side.xT), h: f32([n, r0, r0], this.h), ...JdKernels.basisFeeds('zin', z, p, r), mu: f32([1], Float32Array.of(mu)) }, undefined, { [out.z]: f32([p, r], zOut) });
     return { z: zOut, gram: gramOf(res[out.gram]) };

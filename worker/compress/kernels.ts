@@ -57,21 +57,42 @@ export const tr = (x: V): V => nn.transpose(x, [0, 2, 1]);
 /** Σ over the last two axes of a⊙b: ⟨a_i, b_i⟩ per adapter. */
 const inner = (a: V, b: V): V => nn.reduceSum(nn.mul(a, b), [1, 2]);
 
+/**
+ * Multiply-adds per run below which a graph runs on one thread. Measured on 2 cores (bench jd,
+ * d = 512): a second intra-op thread pays for its wake-ups from about 5·10⁷ multiply-adds per run
+ * (n = 100 adapters of rank 16 at r = 16); below that one thread was up to 2.4× faster.
+ */
+export const PARALLEL_MIN_WORK = 4e7;
+
 export class JdKernels {
   private readonly sessions = new Map<string, Promise<Session>>();
   private readonly graphs = new Map<string, Promise<{ session: Session; out: Record<string, string> }>>();
   private readonly ownsCache: boolean;
   private readonly cache: SessionCache;
+  /** Single-threaded sessions for small runs (see PARALLEL_MIN_WORK), made on first use. */
+  private single: SessionCache | undefined;
 
+  /**
+   * Without a cache, sessions get ORT's thread count with sleeping rather than spinning waits: an
+   * iteration alternates graph runs with host algebra, and threads spinning through the host part
+   * took a core from it (up to 2× slower per iteration on 2 cores).
+   */
   constructor(cache?: SessionCache) {
     this.ownsCache = cache === undefined;
-    this.cache = cache ?? new SessionCache();
+    this.cache = cache ?? new SessionCache({ spinning: false });
   }
 
   async dispose(): Promise<void> {
     this.sessions.clear();
     this.graphs.clear();
     if (this.ownsCache) await this.cache.dispose();
+    await this.single?.dispose();
+    this.single = undefined;
+  }
+
+  private cacheFor(work: number | undefined): SessionCache {
+    if (work === undefined || work >= PARALLEL_MIN_WORK) return this.cache;
+    return (this.single ??= new SessionCache({ intraOpThreads: 1 }));
   }
 
   /** The session of the graph `build` makes, built once per key (the key must name every shape). */
@@ -91,7 +112,7 @@ export class JdKernels {
    * them by, instead of naming each through an Identity node: that is a copy and a few µs per
    * output per run, which adds up over the many small runs of an iteration.
    */
-  graph<K extends string>(key: string, build: (g: G) => Record<K, V>): Promise<{ session: Session; out: Record<K, string> }> {
+  graph<K extends string>(key: string, build: (g: G) => Record<K, V>, work?: number): Promise<{ session: Session; out: Record<K, string> }> {
     let s = this.graphs.get(key) as Promise<{ session: Session; out: Record<K, string> }> | undefined;
     if (!s) {
       const g = new nn.Graph(`jd-${key}`);
@@ -100,7 +121,7 @@ export class JdKernels {
       for (const [alias, v] of Object.entries(values) as Array<[K, V]>) out[alias] = g.output(v).name;
       // 'all' even with float64 parts (the cache's float64 default is 'basic', for QuickGelu):
       // these graphs have no x·σ(x), and 'basic' would lose the fused transposes of H = P·Pᵀ.
-      s = this.cache.forGraph(g, { optimization: 'all' }).then((session) => ({ session, out }));
+      s = this.cacheFor(work).forGraph(g, { optimization: 'all' }).then((session) => ({ session, out }));
       this.graphs.set(key, s);
     }
     return s;
@@ -122,7 +143,7 @@ export class JdKernels {
       const f = g.input('f', 'float32', [n, r0, m]);
       const a = g.input('g', 'float32', [n, r0, k]);
       return { normsq: inner(nn.matmul(f, tr(f)), nn.matmul(a, tr(a))) };
-    });
+    }, n * r0 * r0 * (m + k));
     const res = await session.run({ f: f32([n, r0, m], s.f), g: f32([n, r0, k], s.g) });
     return Float64Array.from(data(res[out.normsq]));
   }
@@ -188,7 +209,7 @@ export class JdKernels {
 
   /** XᵀX of a p×r matrix, in float64. */
   async gram64(x: Float32Array, p: number, r: number): Promise<Float64Array> {
-    const { session, out } = await this.graph(`gram64:${p},${r}`, (g) => ({ gram: gram64(g.input('x', 'float32', [p, r])) }));
+    const { session, out } = await this.graph(`gram64:${p},${r}`, (g) => ({ gram: gram64(g.input('x', 'float32', [p, r])) }), p * r * r);
     return data64((await session.run({ x: f32([p, r], x) }))[out.gram]);
   }
 
@@ -200,7 +221,7 @@ export class JdKernels {
       const P = plain ? g.input('p', 'float32', [p, r]) : basisIn(g, 'p', p, r);
       const D = nn.sub(Q, nn.matmul(P, nn.gemm(P, Q, undefined, { transA: true })));
       return { change: nn.reduceSum(nn.mul(D, D)) };
-    });
+    }, 4 * p * r * r);
     const res = await session.run({ ...JdKernels.basisFeeds64('z', z, p, r), ...(plain ? { p: f32([p, r], prev) } : JdKernels.basisFeeds('p', prev, p, r)) });
     return { change: Number(data(res[out.change])[0]) };
   }
@@ -216,7 +237,7 @@ export class JdKernels {
       const P = nn.matmul(g.input('g', 'float32', [n, r0, k]), Vb);
       const C = nn.matmul(tr(W), P);
       return { core: C, energy: nn.reduceSum(nn.mul(C, C), [1, 2]), diag: nn.reduceSum(nn.mul(W, P), [1]), gu: gram64(U), gv: gram64(Vb) };
-    });
+    }, n * r0 * (m + k) * r);
     const res = await session.run({ f: f32([n, r0, m], s.f), g: f32([n, r0, k], s.g), ...JdKernels.basisFeeds64('u', u, m, r), ...JdKernels.basisFeeds64('v', v, k, r) }, fetch.map((name) => out[name]));
     const got = (name: 'core' | 'energy' | 'diag' | 'gu' | 'gv'): nn.Tensor | undefined => res[out[name]];
     return {
@@ -260,7 +281,7 @@ export class JdKernels {
         total = nn.add(total, inner(D, D));
       }
       return { err2: total, core: C, u: U, v: Vb };
-    });
+    }, 2 * n * r0 * (m + k) * r);
     const feeds: Record<string, nn.Tensor> = { f: f32([n * r0, m], s.f), g: f32([n * r0, k], s.g), ...JdKernels.basisFeeds64('u', qu, m, r), ...JdKernels.basisFeeds64('v', qv, k, r) };
     if (diag) {
       feeds.sigma = f32([n, r], diag.sigma);
@@ -285,7 +306,7 @@ export class JdKernels {
       const C = nn.matmul(tr(g.input('w', 'float32', [n, r0, r])), nn.matmul(g.input('g', 'float32', [n, r0, k]), V));
       const C64 = nn.cast(C, 'float64');
       return { core: C, energy: nn.reduceSum(nn.mul(C64, C64), [1, 2]), v: V };
-    });
+    }, n * r0 * k * r);
     const res = await session.run({ w: f32([n, r0, r], w), g: f32([n, r0, k], s.g), ...JdKernels.basisFeeds64('v', v, k, r) });
     return { core: data(res[out.core]), energy: data64(res[out.energy]), v: data(res[out.v]) };
   }
