@@ -12,9 +12,13 @@
 // that keeps ≥ 0.99 relative performance (when none does, the best-keeping one; a line before
 // RESULT says so).
 // Run: npm run bench -- jd [--n 100,500] [--steps 40] [--quick] [--skip-timing] [--plot FILE.png]
-// (--steps trains, and caches, a separate collection with that many optimizer steps per adapter.)
+//   [--threads T] [--repeats K] [--wait spin|sleep]
+// (--steps trains, and caches, a separate collection with that many optimizer steps per adapter;
+// --threads: threads on each side of (a), default all cores; --repeats: timed runs per setting and
+// side, medians reported, default 5; --wait: how ORT's idle threads wait in (a), default sleep as
+// the compress worker's sessions do; spin is ORT's own default.)
 import { mkdirSync, promises as fsp } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pino } from 'pino';
 import { JdKernels } from '../worker/compress/kernels.js';
@@ -42,6 +46,15 @@ const counts = (flag('n') ?? (quick ? '100' : '100,500')).split(',').map((s) => 
 const steps = Number(flag('steps') ?? TASK_DEFAULTS.steps);
 if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps takes a positive integer (optimizer steps per task adapter), got ${JSON.stringify(flag('steps'))}`);
 const plotPath = flag('plot') ?? join(tesseraCacheDir(), 'bench', 'jd-error-vs-saved.png');
+const positive = (name: string, fallback: number): number => {
+  const v = Number(flag(name) ?? fallback);
+  if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} takes a positive integer, got ${JSON.stringify(flag(name))}`);
+  return v;
+};
+const threads = positive('threads', availableParallelism());
+const repeats = positive('repeats', quick ? 3 : 5);
+const wait = flag('wait') ?? 'sleep';
+if (wait !== 'spin' && wait !== 'sleep') throw new Error(`--wait takes spin or sleep, got ${JSON.stringify(wait)}`);
 
 async function main(): Promise<void> {
   const kernels = new JdKernels();
@@ -56,11 +69,13 @@ async function main(): Promise<void> {
     if (!skipTiming) {
       const env = numpyPython();
       const python = 'python' in env ? env.python : undefined;
+      const load = (): string => loadavg().map((x) => x.toFixed(2)).join(' ');
       out(`(a) JD wall time, one module slot d=${TIMING.d} (m=k=${TIMING.d}), random rank-${TIMING.r0} adapters, ${TIMING.iterations} iterations, float32 on both sides`);
+      out(`${threads} thread(s) on each side (ORT intra-op threads, ${wait === 'spin' ? 'spinning' : 'sleeping'} when idle; OPENBLAS/OMP/MKL_NUM_THREADS for NumPy); median of ${repeats} alternating runs after a warm-up; load average ${load()} before`);
       out(`NumPy: ${'python' in env ? `${env.numpyVersion} (${env.python})` : env.unavailable}`);
       out(TIMING_HEADER);
-      const timing = await timeVsNumpy(kernels, { counts: quick ? [10, 100] : [10, 100, 500], ranks: quick ? [16] : [16, 64], ...(python ? { python } : {}), onRow: (r) => out(formatTimingRow(r)) });
-      out(`NumPy BLAS: ${timing.blas}; speedup = NumPy seconds ÷ ours, geometric mean ${Number.isNaN(timing.speedup) ? 'unavailable' : timing.speedup.toFixed(2)}`);
+      const timing = await timeVsNumpy({ counts: quick ? [10, 100] : [10, 100, 500], ranks: quick ? [16] : [16, 64], ...(python ? { python } : {}), threads, spinning: wait === 'spin', repeats, onRow: (r) => out(formatTimingRow(r)) });
+      out(`NumPy BLAS: ${timing.blas}; speedup = NumPy seconds ÷ ours, geometric mean ${Number.isNaN(timing.speedup) ? 'unavailable' : timing.speedup.toFixed(2)} (of the summed times ${Number.isNaN(timing.totalSpeedup) ? 'unavailable' : timing.totalSpeedup.toFixed(2)}); load average ${load()} after`);
       speedup = timing.speedup;
     }
 

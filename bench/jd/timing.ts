@@ -1,20 +1,26 @@
 // Part (a) of the jd bench: wall time of our JD-Full / JD-Diag against a NumPy implementation of
 // the same algorithms (bench/reference/jd_numpy.py) on the same synthetic LoRA adapters, passed
 // through a safetensors file. One module slot of d = 512 (m = k = 512), adapters of rank 16,
-// 10 iterations, no early stop, float32 on both sides.
-import { spawnSync } from 'node:child_process';
+// 10 iterations, no early stop, float32 on both sides. Both sides get one warm-up run per setting
+// and the same number of threads (ORT intra-op threads; OPENBLAS/OMP/MKL_NUM_THREADS for NumPy);
+// each setting then runs `repeats` times, ours and NumPy's alternating so load drifts hit both
+// alike, each after a pause that lets the other side's threads go idle, and the row reports the
+// medians.
+import { spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { jdDiag } from '../../worker/compress/jd-diag.js';
 import { jdFull } from '../../worker/compress/jd-full.js';
-import { type JdKernels } from '../../worker/compress/kernels.js';
+import { JdKernels } from '../../worker/compress/kernels.js';
 import { countParameters } from '../../worker/compress/params.js';
 import { gaussianArray } from '../../worker/compress/random.js';
 import { packSlot, type SlotFactors } from '../../worker/compress/slot.js';
 import { writeSafetensors } from '../../worker/formats/safetensors.js';
 import { makeTensor, type Tensor } from '../../worker/formats/tensor.js';
+import { SessionCache } from '../../worker/onnx/session.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const TIMING = { d: 512, r0: 16, iterations: 10 } as const;
@@ -23,6 +29,7 @@ export interface TimingRow {
   n: number;
   rank: number;
   method: 'jd-full' | 'jd-diag';
+  /** Median seconds over the repeats, and the mean error of the last run. */
   ours: { seconds: number; meanError: number };
   numpy: { seconds: number; meanError: number } | undefined;
   saved: { perAdapter: number; total: number };
@@ -31,8 +38,24 @@ export interface TimingRow {
 export interface TimingResult {
   rows: TimingRow[];
   /** Geometric mean over settings of NumPy seconds ÷ ours; NaN without NumPy. */
+  /** Geometric mean of the per-setting ratios NumPy seconds ÷ ours. */
   speedup: number;
+  /** Σ NumPy seconds ÷ Σ ours over the settings: the whole table's wall time, weighted by size. */
+  totalSpeedup: number;
   blas: string;
+}
+
+export interface TimingOptions {
+  counts: readonly number[];
+  ranks: readonly number[];
+  python?: string;
+  /** Threads on each side. */
+  threads: number;
+  /** ORT's intra-op threads spin while waiting (its default) or sleep. */
+  spinning: boolean;
+  /** Timed runs per setting and side. */
+  repeats: number;
+  onRow?: (row: TimingRow) => void;
 }
 
 function adapters(n: number): SlotFactors[] {
@@ -40,16 +63,55 @@ function adapters(n: number): SlotFactors[] {
   return Array.from({ length: n }, (_, i) => ({ A: gaussianArray(r0 * d, 2 * i + 1, 1 / Math.sqrt(d)), B: gaussianArray(d * r0, 2 * i + 2, 0.02), rank: r0, scaling: 2 }));
 }
 
-function runNumpy(python: string, file: string, method: string, rank: number): { seconds: number; meanError: number; blas: string } | string {
-  const res = spawnSync(python, [join(here, '..', 'reference', 'jd_numpy.py'), file, method, String(rank), String(TIMING.iterations)], { encoding: 'utf8' });
-  if (res.error) return `unavailable (${res.error.message})`;
-  if (res.status !== 0) return `unavailable (${(res.stderr.trim().split('\n').at(-1) ?? 'python failed').slice(0, 80)})`;
-  return JSON.parse(res.stdout.trim().split('\n').at(-1) as string) as { seconds: number; meanError: number; blas: string };
+/** bench/reference/jd_numpy.py --serve: one NumPy process for all runs, each request a timed run. */
+class NumpyRunner {
+  private readonly lines: AsyncIterator<string>;
+  private readonly child;
+  private failure: string | undefined;
+
+  constructor(python: string, threads: number) {
+    const env = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) };
+    this.child = spawn(python, [join(here, '..', 'reference', 'jd_numpy.py'), '--serve'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    this.child.stderr.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-2000)));
+    this.child.on('error', (err) => (this.failure = err.message));
+    this.child.on('exit', (code) => (this.failure ??= `exited ${code}: ${stderr.trim().split('\n').at(-1) ?? ''}`.slice(0, 160)));
+    this.lines = createInterface({ input: this.child.stdout })[Symbol.asyncIterator]();
+  }
+
+  async run(file: string, method: string, rank: number, iterations: number): Promise<{ seconds: number; meanError: number; blas: string } | string> {
+    if (this.failure) return `unavailable (${this.failure})`;
+    this.child.stdin.write(`${JSON.stringify({ file, method, rank, iterations })}\n`);
+    const line = await this.lines.next();
+    if (line.done) return `unavailable (${this.failure ?? 'no reply'})`;
+    return JSON.parse(line.value) as { seconds: number; meanError: number; blas: string };
+  }
+
+  close(): void {
+    this.child.stdin.end();
+  }
 }
 
-export async function timeVsNumpy(kernels: JdKernels, opts: { counts: readonly number[]; ranks: readonly number[]; python?: string; onRow?: (row: TimingRow) => void }): Promise<TimingResult> {
+/**
+ * A pause before each timed run: BLAS and ORT worker threads spin for a while after a call
+ * returns (OpenBLAS up to about 0.1 s), and a run that starts inside the other side's spin
+ * shares its cores with it. Measured: NumPy right after ours ran up to 2× slower, ours right
+ * after NumPy about 1.8× at n = 10.
+ */
+const SETTLE_MS = 250;
+const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[h] as number) : ((s[h - 1] as number) + (s[h] as number)) / 2;
+};
+
+export async function timeVsNumpy(opts: TimingOptions): Promise<TimingResult> {
   const { d, r0, iterations } = TIMING;
   const dir = await fsp.mkdtemp(join(tmpdir(), 'tessera-bench-jd-'));
+  const kernels = new JdKernels(new SessionCache({ intraOpThreads: opts.threads, spinning: opts.spinning }));
+  const numpy = opts.python ? new NumpyRunner(opts.python, opts.threads) : undefined;
   const rows: TimingRow[] = [];
   let blas = opts.python ? 'unknown' : 'unavailable';
   try {
@@ -68,24 +130,47 @@ export async function timeVsNumpy(kernels: JdKernels, opts: { counts: readonly n
             const res = method === 'jd-full' ? await jdFull(kernels, slot, o) : await jdDiag(kernels, slot, o);
             return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, meanError: res.errors.reduce((a, b) => a + b, 0) / n };
           };
-          await run(1); // warm-up: builds and caches this shape's sessions
-          const ours = await run(iterations);
-          const np = opts.python ? runNumpy(opts.python, file, method, rank) : 'unavailable';
-          if (typeof np === 'string') blas = np;
-          else blas = np.blas;
+          await run(1); // warm-up: builds and caches this shape's sessions (NumPy's server warms up likewise)
+          const ours: number[] = [];
+          const theirs: number[] = [];
+          let last = { ours: { seconds: 0, meanError: 0 }, numpy: undefined as { seconds: number; meanError: number } | undefined };
+          for (let k = 0; k < opts.repeats; k++) {
+            await settle();
+            const o = await run(iterations);
+            ours.push(o.seconds);
+            await settle();
+            const np = numpy ? await numpy.run(file, method, rank, iterations) : 'unavailable';
+            if (typeof np === 'string') blas = np;
+            else {
+              blas = np.blas;
+              theirs.push(np.seconds);
+            }
+            last = { ours: o, numpy: typeof np === 'string' ? undefined : np };
+          }
           const saved = countParameters(method, 1, [{ m: d, k: d, rank, ranks: factors.map((f) => f.rank) }]);
-          const row: TimingRow = { n, rank, method, ours, numpy: typeof np === 'string' ? undefined : { seconds: np.seconds, meanError: np.meanError }, saved: { perAdapter: saved.perAdapterSavedRatio, total: saved.savedRatio } };
+          const row: TimingRow = {
+            n,
+            rank,
+            method,
+            ours: { seconds: median(ours), meanError: last.ours.meanError },
+            numpy: last.numpy && theirs.length ? { seconds: median(theirs), meanError: last.numpy.meanError } : undefined,
+            saved: { perAdapter: saved.perAdapterSavedRatio, total: saved.savedRatio },
+          };
           rows.push(row);
           opts.onRow?.(row);
         }
       }
     }
   } finally {
+    numpy?.close();
+    await kernels.dispose();
     await fsp.rm(dir, { recursive: true, force: true });
   }
   const ratios = rows.flatMap((r) => (r.numpy ? [r.numpy.seconds / r.ours.seconds] : []));
   const speedup = ratios.length ? Math.exp(ratios.reduce((a, s) => a + Math.log(s), 0) / ratios.length) : Number.NaN;
-  return { rows, speedup, blas };
+  const timed = rows.filter((r) => r.numpy);
+  const totalSpeedup = timed.length ? timed.reduce((a, r) => a + (r.numpy?.seconds ?? 0), 0) / timed.reduce((a, r) => a + r.ours.seconds, 0) : Number.NaN;
+  return { rows, speedup, totalSpeedup, blas };
 }
 
 export function formatTimingRow(r: TimingRow): string {

@@ -1,7 +1,17 @@
 """NumPy reference for bench/jd.ts: the SAME algorithms as worker/compress (JD-Full alternating
 with shifted subspace steps and CholQR2, JD-Diag ALS with rescaling), float32, on the same
 adapters read from a safetensors file (B.{i} [m, r0], A.{i} [r0, k], scaling [n]).
-Prints one JSON line: {"seconds", "objective", "meanError", "blas"}. Times exclude file reading."""
+
+  jd_numpy.py FILE METHOD RANK ITERATIONS   one timed run after a 1-iteration warm-up (as ours
+                                            gets), one JSON line {"seconds", "objective",
+                                            "meanError", "blas"}
+  jd_numpy.py --serve                       the same for each JSON request {"file", "method",
+                                            "rank", "iterations"} on stdin, one reply line each,
+                                            so runs can alternate with ours without a process
+                                            start (and NumPy import) per run
+
+Times include packing and normalizing, not file reading. Threads: OPENBLAS_NUM_THREADS etc. as
+the caller sets them."""
 import json
 import struct
 import sys
@@ -118,10 +128,7 @@ def blas_name():
         return "unknown"
 
 
-def main():
-    path, method, rank, iterations = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    F, G, n, r0 = None, None, 0, 0
-    tensors = read_safetensors(path)
+def timed(tensors, method, rank, iterations):
     t0 = time.perf_counter()
     F, G, n, r0 = pack(tensors)
     if method == "jd-full":
@@ -129,7 +136,26 @@ def main():
     else:
         objective, mean_error = jd_diag(F, G, n, r0, rank, iterations)
     seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "objective": objective, "meanError": mean_error, "blas": blas_name()}))
+    return {"seconds": seconds, "objective": objective, "meanError": mean_error, "blas": blas_name()}
+
+
+def main():
+    if sys.argv[1:] == ["--serve"]:
+        files, warm = {}, set()
+        for line in sys.stdin:
+            req = json.loads(line)
+            if req["file"] not in files:
+                files[req["file"]] = read_safetensors(req["file"])
+            key = (req["file"], req["method"], req["rank"])
+            if key not in warm:
+                timed(files[req["file"]], req["method"], req["rank"], 1)
+                warm.add(key)
+            print(json.dumps(timed(files[req["file"]], req["method"], req["rank"], req["iterations"])), flush=True)
+        return
+    path, method, rank, iterations = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    tensors = read_safetensors(path)
+    timed(tensors, method, rank, 1)
+    print(json.dumps(timed(tensors, method, rank, iterations)))
 
 
 if __name__ == "__main__":
