@@ -59,10 +59,11 @@ const inner = (a: V, b: V): V => nn.reduceSum(nn.mul(a, b), [1, 2]);
 
 /**
  * Multiply-adds per run below which a graph runs on one thread. Measured on 2 cores (bench jd,
- * d = 512): a second intra-op thread pays for its wake-ups from about 5·10⁷ multiply-adds per run
- * (n = 100 adapters of rank 16 at r = 16); below that one thread was up to 2.4× faster.
+ * d = 512): a second intra-op thread pays for its wake-ups from about 2·10⁷ multiply-adds per run
+ * (n = 100 adapters of rank 16 at r = 16: 0.042 s vs 0.049 s for 10 JD-Full iterations); at
+ * n = 10 one thread was up to 4× faster than two spinning ones.
  */
-export const PARALLEL_MIN_WORK = 4e7;
+export const PARALLEL_MIN_WORK = 2e7;
 
 export class JdKernels {
   private readonly sessions = new Map<string, Promise<Session>>();
