@@ -71,6 +71,11 @@ export interface TrainRun {
   /** A checkpoint directory to continue from. */
   resumeFrom?: string;
   onProgress?: (p: Progress) => void;
+  /**
+   * Called before each optimizer step's first micro-batch with the step's index (0-based): an
+   * elastic adapter draws the step's ranks here, once for all its micro-batches.
+   */
+  beforeStep?: (step: number) => void;
   /** Draw a progress bar on `progressStream` when it is a terminal; false forces it off. Default true. */
   progressBar?: boolean;
   /** Where the bar goes. Default process.stderr, so stdout stays free for results. */
@@ -149,6 +154,7 @@ export async function train(run: TrainRun): Promise<TrainResult> {
   try {
     for (let step = state.step; step < cfg.steps; step++) {
       const lr = learningRate(schedule, step);
+      run.beforeStep?.(step);
 
       // Draw the whole step's batches first: the loss is normalized by the tokens of all of them,
       // so accumulated micro-batch gradients add up to the full batch's gradient.

@@ -37,8 +37,14 @@ export interface LlamaTrainOptions {
    * `initial`: factors (and scaling) to start from for some targets, each at its own rank: LoSA
    * carries an adapter across pruning rounds and changes layer ranks between them. The other
    * targets start as PEFT does, at `rank` with scaling alpha/rank.
+   *
+   * `activeRanks` (elastic adapters, Shears): module path → the rank a run uses, read at every run,
+   * so the caller may change it between steps. The parameters stay at their full rank; a run feeds
+   * A[:r] and B[:, :r] (the graph's rank is symbolic, so every r shares one session and costs only
+   * its own FLOPs), and the rows of A and columns of B beyond r get zero gradient. The scaling
+   * stays what it was set to, whatever r is.
    */
-  lora?: { targets: readonly string[]; rank: number; alpha: number; initial?: LoraWeights };
+  lora?: { targets: readonly string[]; rank: number; alpha: number; initial?: LoraWeights; activeRanks?: ReadonlyMap<string, number> };
   /** Constant feeds such as weight and LoRA masks (the graph options must declare them). */
   masks?: { weightMasks?: readonly string[]; loraMasks?: readonly string[]; feeds: Feeds };
   cache: SessionCache;
@@ -51,6 +57,8 @@ export async function createLlamaTrainModel(opts: LlamaTrainOptions): Promise<Tr
   const params = new Map<string, Float32Array>();
   const shapes = new Map<string, readonly number[]>();
   const noDecay = new Set<string>();
+  // Elastic factors by input name: what a run slices to the module's active rank.
+  const elastic = new Map<string, { path: string; factor: 'A' | 'B'; out: number; in: number; full: number }>();
   let constant: Feeds = { ...(opts.masks?.feeds ?? {}) };
 
   if (opts.mode === 'full') {
@@ -93,6 +101,14 @@ export async function createLlamaTrainModel(opts: LlamaTrainOptions): Promise<Tr
     }
     // A and B are fed from `params` each step; only the scalings are constant.
     for (const [path, s] of scaling) constant[loraInputNames(path).scaling] = nn.tensor('float32', [], [s]);
+    for (const path of lora.activeRanks?.keys() ?? []) {
+      if (!scaling.has(path)) throw new Error(`lora.activeRanks names ${path}, which is not a lora target`);
+      const names = loraInputNames(path);
+      const [full, inF] = shapes.get(names.A) as [number, number];
+      const out = (shapes.get(names.B) as [number, number])[0];
+      elastic.set(names.A, { path, factor: 'A', out, in: inF, full });
+      elastic.set(names.B, { path, factor: 'B', out, in: inF, full });
+    }
   }
 
   const wrt = [...params.keys()];
@@ -115,8 +131,32 @@ export async function createLlamaTrainModel(opts: LlamaTrainOptions): Promise<Tr
       targets: nn.tensor('int64', [batch.batch, batch.seqLen], batch.targets),
       loss_weights: nn.tensor('float32', [batch.batch, batch.seqLen], weights),
     };
-    for (const [name, p] of params) f[name] = nn.tensor('float32', shapes.get(name) as number[], p);
+    for (const [name, p] of params) {
+      const e = elastic.get(name);
+      const r = e ? activeRank(e) : 0;
+      if (!e || r === e.full) f[name] = nn.tensor('float32', shapes.get(name) as number[], p);
+      else if (e.factor === 'A') f[name] = nn.tensor('float32', [r, e.in], p.slice(0, r * e.in));
+      else f[name] = nn.tensor('float32', [e.out, r], sliceColumns(p, e.out, e.full, r));
+    }
     return f;
+  };
+  const activeRank = (e: { path: string; full: number }): number => {
+    const r = opts.lora?.activeRanks?.get(e.path) ?? e.full;
+    if (!(Number.isInteger(r) && r >= 1 && r <= e.full)) throw new Error(`${e.path}: active rank ${r} must be an integer in [1, ${e.full}]`);
+    return r;
+  };
+  // A gradient at rank r, back to the full factor's shape with zeros beyond r.
+  const padGradient = (name: string, g: Float32Array): Float32Array => {
+    const e = elastic.get(name);
+    if (!e || g.length === (params.get(name) as Float32Array).length) return g;
+    const full = new Float32Array(e.factor === 'A' ? e.full * e.in : e.out * e.full);
+    if (e.factor === 'A') {
+      full.set(g);
+      return full;
+    }
+    const r = g.length / e.out;
+    for (let o = 0; o < e.out; o++) full.set(g.subarray(o * r, (o + 1) * r), o * e.full);
+    return full;
   };
   const scalar = (t: nn.Tensor | undefined): number => Number((t?.data as Float32Array)[0]);
 
@@ -127,7 +167,7 @@ export async function createLlamaTrainModel(opts: LlamaTrainOptions): Promise<Tr
     async lossAndGradients(batch, weights) {
       const out = await train.run(feeds(batch, weights));
       const grads = new Map<string, Float32Array>();
-      for (const name of wrt) grads.set(name, out[gradName(name)]?.data as Float32Array);
+      for (const name of wrt) grads.set(name, padGradient(name, out[gradName(name)]?.data as Float32Array));
       return { loss: scalar(out.loss), grads };
     },
     async loss(batch, weights) {
@@ -138,4 +178,11 @@ export async function createLlamaTrainModel(opts: LlamaTrainOptions): Promise<Tr
       await evaluate.dispose();
     },
   };
+}
+
+/** The first `r` of `cols` columns of a row-major [rows, cols] matrix, as a new [rows, r] one. */
+function sliceColumns(m: Float32Array, rows: number, cols: number, r: number): Float32Array {
+  const out = new Float32Array(rows * r);
+  for (let i = 0; i < rows; i++) out.set(m.subarray(i * cols, i * cols + r), i * r);
+  return out;
 }
