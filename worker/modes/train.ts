@@ -1,10 +1,11 @@
 // tessera-worker train: the SparseFineTune Job. Reads the spec and the files it names, runs the
-// method (lora, sparsepeft, losa or loram; the others fail with NotImplemented, naming the method), and writes
+// method (lora, sparsepeft, losa, shears or loram; the others fail with NotImplemented, naming the method), and writes
 // under spec.output.uri, each folder atomically (written aside, then renamed into place):
 //   adapter/  adapter_config.json + adapter_model.safetensors (PEFT)
 //   model/    the merged checkpoint: config.json, model.safetensors, the base's tokenizer files
 // Progress (stages Pruning, Evaluating, Training, Merging), metrics (loss, perplexity before and
-// after, achieved sparsity, per-block sparsity, rank and reconstruction error), every file's
+// after, achieved sparsity, per-block sparsity, rank and reconstruction error; shears also the
+// perplexity of each extracted sub-adapter), every file's
 // sha256 and the output URIs go to the status hub. A restarted pod resumes from the newest
 // training checkpoint under <output>/.checkpoints/<spec hash>, removed once the outputs are written.
 import { createHash, randomBytes } from 'node:crypto';
@@ -19,6 +20,7 @@ import { makeTensor, type Tensor } from '../formats/tensor.js';
 import { SessionCache } from '../onnx/session.js';
 import { FINETUNE_METHODS, type FineTuneMethod, fineTune, type FineTuneOptions, type FineTuneResult } from '../train/sparse/finetune.js';
 import { fineTuneLoram, type LoramResult, loramMetrics } from '../train/sparse/loram.js';
+import { elasticMetrics, type ShearsResult, type SubAdapter } from '../train/sparse/shears.js';
 import { loadLoramInputs } from './train-loram.js';
 import { loadTrainInputs, parseTrainSpec, type TrainInputs, type TrainSpecFile } from './train-inputs.js';
 import { WorkloadError, type WorkloadContext } from './workload.js';
@@ -66,7 +68,7 @@ export async function runTrain(ctx: WorkloadContext<TrainSpecFile>): Promise<voi
     const { training } = spec;
     const logEvery = Math.max(1, Math.floor(training.steps / 10));
     const loram = spec.method === 'loram' ? await loadLoramInputs(spec, inputs, ctx.specFile, ctx.spec.locations ?? {}, log) : undefined;
-    const run: (o: FineTuneOptions) => Promise<FineTuneResult | LoramResult> = loram
+    const run: (o: FineTuneOptions) => Promise<FineTuneResult | LoramResult | ShearsResult> = loram
       ? (o) => fineTuneLoram({ ...o, ...(loram.calibration ? { calibration: loram.calibration } : {}), loram: loram.settings, onAlignProgress: (p) => progress('Aligning', p.step, p.totalSteps, p.etaSeconds) })
       : fineTune;
     const result = await run({
@@ -78,6 +80,7 @@ export async function runTrain(ctx: WorkloadContext<TrainSpecFile>): Promise<voi
       ...(inputs.calibration ? { calibration: inputs.calibration } : {}),
       ...(inputs.sparsity ? { sparsity: inputs.sparsity } : {}),
       adapter: { rank: spec.adapter.rank, alpha: spec.adapter.alpha, targetModules: inputs.targetModules, ...(spec.adapter.maxRank ? { maxRank: spec.adapter.maxRank } : {}), rankAllocation: spec.adapter.rankAllocation },
+      ...(spec.elastic ? { elastic: { rankChoices: spec.elastic.rankChoices, subAdapter: spec.elastic.subAdapter as SubAdapter } } : {}),
       training: {
         steps: training.steps, batchSize: training.batchSize, microBatches: training.gradientAccumulation, sequenceLength: inputs.sequenceLength,
         learningRate: Number(training.learningRate), schedule: training.scheduler, warmupSteps: Math.round((training.steps * training.warmupPercent) / 100),
@@ -111,6 +114,7 @@ export async function runTrain(ctx: WorkloadContext<TrainSpecFile>): Promise<voi
     values.perplexityAfter = result.perplexityAfter;
     values.achievedSparsityPercent = result.sparsity.percent;
     if ('loram' in result) Object.assign(values, loramMetrics(result.loram));
+    if ('elastic' in result) Object.assign(values, elasticMetrics(result.elastic.configurations));
     if (result.losses.length > 0) values.loss = result.losses.at(-1) as number;
     for (const l of result.sparsity.layers) {
       const pruned = result.pruning?.layers[l.index];

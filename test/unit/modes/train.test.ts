@@ -136,7 +136,21 @@ describe('the train workload', function () {
     assert.equal(digest, createHash('sha256').update(await fsp.readFile(join(out, 'adapter', 'adapter_model.safetensors'))).digest('hex'));
   });
 
-  for (const method of SPARSE_METHODS.filter((m) => m !== 'lora' && m !== 'sparsepeft' && m !== 'losa' && m !== 'loram')) {
+  it('shears writes the heuristic sub-adapter (rank 6, lora_alpha 12: the scale stays alpha/r_max) and its masked merge, and reports each cut\'s perplexity', async () => {
+    const reporter = await run(spec({ method: 'shears', adapter: { ...spec().adapter, rank: 8, alpha: 16 }, elastic: { rankChoices: [8, 6, 4], subAdapter: 'heuristic' } }));
+    const out = join(root, 'out', 'run');
+    const model = await loadModel(join(out, 'model'));
+    assert.equal(modelSparsity(model.config, model.weights).percent, 50);
+    const adapter = await loadAdapter(join(out, 'adapter'), model.config);
+    assert.equal(adapter.adapter.config.r, 6);
+    assert.equal(adapter.adapter.config.loraAlpha, 12);
+    const values = reporter.metricsSent.at(-1)?.values ?? {};
+    for (const k of ['perplexityMaximal', 'perplexityHeuristic', 'perplexityMinimal']) assert.ok(Number.isFinite(values[k]) && (values[k] as number) < (values.perplexityBefore as number), `${k}: ${values[k]} vs pruned ${values.perplexityBefore}`);
+    assert.equal(values.perplexityAfter, values.perplexityHeuristic);
+    assert.deepEqual(reporter.metricsSent.at(-1)?.layers.map((l) => l.rank), [6, 6]);
+  });
+
+  for (const method of SPARSE_METHODS.filter((m) => m !== 'lora' && m !== 'sparsepeft' && m !== 'losa' && m !== 'loram' && m !== 'shears')) {
     it(`fails method ${method} with NotImplemented, naming it, before reading any file`, async () => {
       await failure({ ...spec(), method, baseModel: { uri: 'file:///nowhere' } }, 'NotImplemented', new RegExp(`method ${method} is not implemented yet: tessera-worker train runs lora, sparsepeft, (\\w+, )*loram$`));
     });
