@@ -1,8 +1,12 @@
 // Shears on a pretrained tiny Llama: a step at rank r trains only A[:r] and B[:, :r]; the scale is
 // alpha/r_max at every rank, through the PEFT files of an extracted sub-adapter; every extracted
 // sub-adapter (maximal, heuristic, minimal) beats the pruned base and merges without losing a zero;
-// rank choices the super-adapter cannot be cut to fail naming spec.elastic.rankChoices.
+// a stopped run resumes on the same loss curve; rank choices the super-adapter cannot be cut to
+// fail naming spec.elastic.rankChoices.
 import { strict as assert } from 'node:assert';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { type LinearModule, LINEAR_MODULES } from '../../../../worker/formats/hf-checkpoint.js';
 import { linearPath, linearShape } from '../../../../worker/model/llama/config.js';
 import { type LoraModuleWeights, type LoraWeights, maskFeeds } from '../../../../worker/model/llama/feeds.js';
@@ -15,7 +19,7 @@ import { type Batch, sampleBatch } from '../../../../worker/train/data.js';
 import { createLlamaTrainModel, type TrainModel } from '../../../../worker/train/model-step.js';
 import { Rng } from '../../../../worker/train/rng.js';
 import { DynamicRankAdapter } from '../../../../worker/train/sparse/dynamic-rank.js';
-import { fineTune } from '../../../../worker/train/sparse/finetune.js';
+import { type FineTuneOptions, fineTune } from '../../../../worker/train/sparse/finetune.js';
 import { nonzeroMask } from '../../../../worker/train/sparse/merge.js';
 import { parsePattern } from '../../../../worker/train/sparse/pattern.js';
 import { drawRanks, elasticMetrics, rankGroup, rankSpace, type ShearsResult, subAdapterRank } from '../../../../worker/train/sparse/shears.js';
@@ -138,23 +142,41 @@ describe('Shears elastic adapters on a pretrained tiny Llama', function () {
   describe('a shears run (Wanda 50 %, r_max 8, choices [8, 6, 4])', () => {
     let result: ShearsResult;
     let pruned: WeightMap;
+    let options: (over?: Partial<FineTuneOptions>) => FineTuneOptions;
+    let dir: string;
 
     before(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'tessera-shears-'));
       const cut = Math.floor(tiny.tokens.length * 0.9);
       const [train, held] = [tiny.tokens.slice(0, cut), tiny.tokens.slice(cut)];
-      result = (await fineTune({
+      options = (over = {}) => ({
         method: 'shears', config: tiny.model.config, weights: tiny.model.weights, train, eval: held,
         calibration: calibrationWindows(train, 32, 64, 1), sparsity: { pruner: 'wanda', pattern: parsePattern('unstructured', 50) },
         adapter: { rank: R_MAX, alpha: ALPHA, targetModules: LINEAR_MODULES }, elastic: { rankChoices: [8, 6, 4] },
         training: { steps: 30, batchSize: 8, sequenceLength: 64, learningRate: 5e-3, warmupSteps: 3, minLrRatio: 0, seed: 3 },
-        seed: 3, cache,
-      })) as ShearsResult;
+        seed: 3, cache, ...over,
+      });
+      result = (await fineTune(options())) as ShearsResult;
       pruned = result.pruning?.weights as WeightMap;
+    });
+    after(() => rmSync(dir, { recursive: true, force: true }));
+
+    it('a run stopped by its signal resumes on the uninterrupted loss curve: each step draws the same ranks again', async () => {
+      const training = { ...options().training, checkpointEvery: 100, checkpointDir: join(dir, 'checkpoints') };
+      const stop = new AbortController();
+      const first = await fineTune(options({ training, signal: stop.signal, onTrainProgress: (p) => p.step === 12 && stop.abort() }));
+      assert.equal(first.interrupted, true);
+      assert.equal(first.losses.length, 12);
+      const resumed = (await fineTune(options({ training }))) as ShearsResult;
+      assert.equal(resumed.resumedFromStep, 12);
+      const worst = Math.max(...resumed.losses.map((l, i) => Math.abs(l - (result.losses[i] as number))));
+      assert.ok(worst <= 1e-5, `max |Δloss| ${worst}`);
+      assert.deepEqual(resumed.elastic.configurations.map((c) => c.rank), [8, 6, 4]);
+      assert.ok(Math.abs(resumed.perplexityAfter - result.perplexityAfter) <= 1e-3 * result.perplexityAfter, `${resumed.perplexityAfter} vs ${result.perplexityAfter}`);
     });
 
     it('every extracted sub-adapter lowers the held-out perplexity of the pruned base; the heuristic one is the result', () => {
       const numbers = `pruned ${result.perplexityBefore}, ${result.elastic.configurations.map((c) => `${c.subAdapter} (r ${c.rank}) ${c.perplexity}`).join(', ')}`;
-      console.log(`      ${numbers}`);
       assert.deepEqual(result.elastic.configurations.map((c) => [c.subAdapter, c.rank]), [['maximal', 8], ['heuristic', 6], ['minimal', 4]]);
       for (const c of result.elastic.configurations) assert.ok(c.perplexity < 0.97 * result.perplexityBefore, numbers);
       assert.equal(result.perplexityAfter, result.elastic.configurations[1]?.perplexity);
