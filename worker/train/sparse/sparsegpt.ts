@@ -56,19 +56,7 @@ export function sparseGptMasked(inp: SparseGptInput): { weight: Float32Array; ke
   const keepAll = new Uint8Array(rows * cols);
   if (inp.gram.length !== cols * cols) throw new Error(`${name}: the Gram matrix holds ${inp.gram.length} values, expected ${cols}×${cols}`);
   const W = Float64Array.from(inp.weight);
-  const H = Float64Array.from(inp.gram);
-  let meanDiag = 0;
-  for (let j = 0; j < cols; j++) {
-    if (H[j * cols + j] === 0) {
-      // An input that was never active: nothing to preserve there, and H stays invertible.
-      H[j * cols + j] = 1;
-      for (let r = 0; r < rows; r++) W[r * cols + j] = 0;
-    }
-    meanDiag += H[j * cols + j] as number;
-  }
-  const damp = (inp.percDamp ?? 0.01) * (meanDiag / cols);
-  for (let j = 0; j < cols; j++) H[j * cols + j] = (H[j * cols + j] as number) + damp;
-  const U = upperCholeskyOfInverse(H, cols, name);
+  const U = upperCholeskyOfInverse(dampedHessian(inp.gram, W, rows, cols, inp.percDamp), cols, name);
 
   let block = inp.blockSize ?? 128;
   if (pattern.kind === 'n:m') block = Math.max(pattern.m, block - (block % pattern.m));
@@ -128,6 +116,27 @@ export function sparseGptMasked(inp: SparseGptInput): { weight: Float32Array; ke
     }
   }
   return { weight: Float32Array.from(W), keep: keepAll };
+}
+
+/**
+ * The Hessian the sweep factors, from XᵀX (a copy; `gram` is not modified): an input that was never
+ * active (H_jj = 0) gets H_jj = 1 and its column of W (float64, row-major [rows, cols]) zeroed in
+ * place — nothing to preserve there, and H stays invertible —, then H += percDamp·mean(diag H)·I.
+ * GPTQ (gptq.ts) runs the same sweep on the same Hessian.
+ */
+export function dampedHessian(gram: Float64Array, W: Float64Array, rows: number, cols: number, percDamp = 0.01): Float64Array {
+  const H = Float64Array.from(gram);
+  let meanDiag = 0;
+  for (let j = 0; j < cols; j++) {
+    if (H[j * cols + j] === 0) {
+      H[j * cols + j] = 1;
+      for (let r = 0; r < rows; r++) W[r * cols + j] = 0;
+    }
+    meanDiag += H[j * cols + j] as number;
+  }
+  const damp = percDamp * (meanDiag / cols);
+  for (let j = 0; j < cols; j++) H[j * cols + j] = (H[j * cols + j] as number) + damp;
+  return H;
 }
 
 /** Exactly k entries of the block with the lowest scores (ties: lower index). */
