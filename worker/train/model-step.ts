@@ -5,7 +5,7 @@
 import { type LlamaConfig } from '../model/llama/config.js';
 import { type Feeds, type LoraWeights, sequentialPositions } from '../model/llama/feeds.js';
 import { buildTrainingGraph, gradName } from '../model/llama/graph.js';
-import { loraInputNames } from '../model/llama/params.js';
+import { loraInputNames, loraQuantInputNames } from '../model/llama/params.js';
 import { type WeightMap, weightSpecs } from '../model/llama/weights.js';
 import * as nn from '../onnx/index.js';
 import { type SessionCache } from '../onnx/session.js';
@@ -45,6 +45,12 @@ export interface LlamaTrainOptions {
    * stays what it was set to, whatever r is.
    */
   lora?: { targets: readonly string[]; rank: number; alpha: number; initial?: LoraWeights; activeRanks?: ReadonlyMap<string, number> };
+  /**
+   * QA-SparsePEFT: every LoRA target's adapted weight goes through the straight-through fake
+   * quantizer of `bits` (model/llama/lora.ts); `feeds` holds each target's grid
+   * (loraQuantInputNames: scales, zeros, groups). The held copies of A and B are fed here.
+   */
+  quant?: { bits: number; feeds: Feeds };
   /** Constant feeds such as weight and LoRA masks (the graph options must declare them). */
   masks?: { weightMasks?: readonly string[]; loraMasks?: readonly string[]; feeds: Feeds };
   cache: SessionCache;
@@ -59,7 +65,9 @@ export async function createLlamaTrainModel(opts: LlamaTrainOptions): Promise<Tr
   const noDecay = new Set<string>();
   // Elastic factors by input name: what a run slices to the module's active rank.
   const elastic = new Map<string, { path: string; factor: 'A' | 'B'; out: number; in: number; full: number }>();
-  let constant: Feeds = { ...(opts.masks?.feeds ?? {}) };
+  let constant: Feeds = { ...(opts.masks?.feeds ?? {}), ...(opts.quant?.feeds ?? {}) };
+  // Factor name → the name of its held copy, fed the same tensor (the fake quantizer's branch).
+  const held = new Map<string, string>();
 
   if (opts.mode === 'full') {
     for (const s of weightSpecs(c)) {
@@ -101,6 +109,14 @@ export async function createLlamaTrainModel(opts: LlamaTrainOptions): Promise<Tr
     }
     // A and B are fed from `params` each step; only the scalings are constant.
     for (const [path, s] of scaling) constant[loraInputNames(path).scaling] = nn.tensor('float32', [], [s]);
+    if (opts.quant) {
+      for (const path of lora.targets) {
+        const names = loraInputNames(path);
+        const copies = loraQuantInputNames(path);
+        held.set(names.A, copies.A);
+        held.set(names.B, copies.B);
+      }
+    }
     for (const path of lora.activeRanks?.keys() ?? []) {
       if (!scaling.has(path)) throw new Error(`lora.activeRanks names ${path}, which is not a lora target`);
       const names = loraInputNames(path);
@@ -118,7 +134,9 @@ export async function createLlamaTrainModel(opts: LlamaTrainOptions): Promise<Tr
     lora: opts.mode === 'lora' ? opts.lora?.targets : [],
     weightMasks: opts.masks?.weightMasks ?? [],
     loraMasks: opts.masks?.loraMasks ?? [],
+    ...(opts.quant && opts.mode === 'lora' ? { loraQuant: { paths: opts.lora?.targets ?? [], bits: opts.quant.bits } } : {}),
   };
+  if (opts.quant && opts.mode !== 'lora') throw new Error('quant: the fake quantizer applies to LoRA targets, so it needs mode lora');
   const train = await opts.cache.forGraph(buildTrainingGraph(c, { ...graphOpts, wrt }).graph);
   const evaluate = await opts.cache.forGraph(buildTrainingGraph(c, { ...graphOpts, feed: opts.mode === 'full' ? 'all' : [], wrt: [] }).graph);
   constant = Object.freeze(constant);
@@ -137,6 +155,8 @@ export async function createLlamaTrainModel(opts: LlamaTrainOptions): Promise<Tr
       if (!e || r === e.full) f[name] = nn.tensor('float32', shapes.get(name) as number[], p);
       else if (e.factor === 'A') f[name] = nn.tensor('float32', [r, e.in], p.slice(0, r * e.in));
       else f[name] = nn.tensor('float32', [e.out, r], sliceColumns(p, e.out, e.full, r));
+      const copy = held.get(name);
+      if (copy) f[copy] = f[name] as nn.Tensor;
     }
     return f;
   };

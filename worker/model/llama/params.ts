@@ -17,6 +17,11 @@ export interface ParamOptions {
   weightMasks?: readonly string[];
   /** Linear module paths whose LoRA delta B·A is multiplied by a mask input `${path}.lora_mask`. */
   loraMasks?: readonly string[];
+  /**
+   * Linear module paths (each with a LoRA branch) whose adapted weight W + s·(B·A)[⊙M] goes through
+   * a straight-through fake quantizer on a fixed grid of `bits` (QA-SparsePEFT; lora.ts).
+   */
+  loraQuant?: { paths: readonly string[]; bits: number };
   /** Linear module paths with per-row adapter branches (serving many adapters in one batch). */
   multiLora?: MultiLoraOptions;
   /** Record the input of every linear layer (LlamaParams.linearInputs): pruners take statistics of them. */
@@ -26,6 +31,15 @@ export interface ParamOptions {
 /** Input names of a module's LoRA branch; A is [r, in], B is [out, r], scaling a float32 scalar. */
 export function loraInputNames(path: string): { A: string; B: string; scaling: string } {
   return { A: `${path}.lora_A.weight`, B: `${path}.lora_B.weight`, scaling: `${path}.lora_scaling` };
+}
+
+/**
+ * Inputs of a module's fake quantizer: copies of A and B fed with the same values as the factors
+ * (the branch built on them has no gradient path), and the grid: scales and zero points
+ * [out, groups] and each input column's group [in] (int64).
+ */
+export function loraQuantInputNames(path: string): { A: string; B: string; scales: string; zeros: string; groups: string } {
+  return { A: `${path}.lora_A.held`, B: `${path}.lora_B.held`, scales: `${path}.quant_scales`, zeros: `${path}.quant_zeros`, groups: `${path}.quant_groups` };
 }
 
 export const weightMaskName = (path: string): string => `${path}.weight_mask`;
@@ -44,11 +58,23 @@ export interface GatherValues {
   B: nn.Value;
 }
 
+export interface LoraQuantValues {
+  /** The factors again, as inputs no gradient is taken through. */
+  A: nn.Value;
+  B: nn.Value;
+  scales: nn.Value;
+  zeros: nn.Value;
+  groups: nn.Value;
+  /** The largest code, 2^bits − 1. */
+  maxq: number;
+}
+
 export interface LoraValues {
   A: nn.Value;
   B: nn.Value;
   scaling: nn.Value;
   mask: nn.Value | undefined;
+  quant: LoraQuantValues | undefined;
 }
 
 export class LlamaParams {
@@ -58,6 +84,7 @@ export class LlamaParams {
   private readonly lora: ReadonlySet<string>;
   private readonly weightMasks: ReadonlySet<string>;
   private readonly loraMasks: ReadonlySet<string>;
+  private readonly loraQuant: ReadonlySet<string>;
   private readonly jd: ReadonlySet<string>;
   private readonly gathered: ReadonlySet<string>;
 
@@ -81,6 +108,10 @@ export class LlamaParams {
     this.lora = checkPaths('lora', opts.lora);
     this.weightMasks = checkPaths('weightMasks', opts.weightMasks);
     this.loraMasks = checkPaths('loraMasks', opts.loraMasks);
+    this.loraQuant = checkPaths('loraQuant', opts.loraQuant?.paths);
+    for (const p of this.loraQuant) {
+      if (!this.lora.has(p)) throw new Error(`loraQuant: ${p} has a fake quantizer but no LoRA branch: add it to lora`);
+    }
     this.jd = checkPaths('multiLora.jd', opts.multiLora?.jd);
     this.gathered = checkPaths('multiLora.gather', opts.multiLora?.gather);
     for (const p of this.loraMasks) {
@@ -136,6 +167,20 @@ export class LlamaParams {
       B: this.graph.input(names.B, 'float32', [out as number, r]),
       scaling: this.graph.input(names.scaling, 'float32', []),
       mask: this.loraMasks.has(path) ? this.graph.input(loraMaskName(path), 'float32', [out as number, inF as number]) : undefined,
+      quant: this.loraQuant.has(path) ? this.quantValues(path, out as number, inF as number, r) : undefined,
+    };
+  }
+
+  private quantValues(path: string, out: number, inF: number, r: string): LoraQuantValues {
+    const names = loraQuantInputNames(path);
+    const groups = `${path}.quant.G`;
+    return {
+      A: this.graph.input(names.A, 'float32', [r, inF]),
+      B: this.graph.input(names.B, 'float32', [out, r]),
+      scales: this.graph.input(names.scales, 'float32', [out, groups]),
+      zeros: this.graph.input(names.zeros, 'float32', [out, groups]),
+      groups: this.graph.input(names.groups, 'int64', [inF]),
+      maxq: 2 ** (this.opts.loraQuant?.bits ?? 4) - 1,
     };
   }
 

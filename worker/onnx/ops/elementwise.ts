@@ -49,6 +49,8 @@ export const log = (x: Value): Value => unary('Log', x, true);
 export const sigmoid = (x: Value): Value => unary('Sigmoid', x, true);
 export const tanh = (x: Value): Value => unary('Tanh', x, true);
 export const relu = (x: Value): Value => unary('Relu', x, true);
+/** Round half to even (ONNX Round). No gradient rule: autodiff refuses a path through it. */
+export const round = (x: Value): Value => unary('Round', x, true);
 export const identity = (x: Value): Value => x.graph.addNode('Identity', [x], {}, () => [{ dtype: x.dtype, shape: x.shape }])[0] as Value;
 
 /** SiLU as x·σ(x): ONNX has no SiLU op before opset 22's Swish, and this form differentiates with existing rules. */
