@@ -39,13 +39,14 @@ export function parseTrainSpec(file: TrainSpecFile, specFile: string): SparseFin
   if (!(Number(t.learningRate) > 0 && Number(t.learningRate) < 1)) throw invalid(specFile, `spec.training.learningRate must be a decimal in (0, 1), e.g. "2e-4", not ${t.learningRate}`);
   const losa = spec.method === 'losa';
   if (spec.adapter.rankAllocation !== 'uniform' && !losa) throw invalid(specFile, `spec.adapter.rankAllocation ${spec.adapter.rankAllocation} (per-layer ranks) is method losa's; method ${spec.method} trains rank ${spec.adapter.rank} in every layer (rankAllocation: uniform)`);
-  if (spec.method === 'sparsepeft' || spec.method === 'shears' || losa) {
+  if (spec.method === 'sparsepeft' || spec.method === 'qa-sparsepeft' || spec.method === 'shears' || losa) {
     const s = spec.sparsity;
     if (!s) throw invalid(specFile, `method ${spec.method} needs spec.sparsity (targetPercent, pattern, pruner)`);
     if (!losa && s.layerwise !== 'uniform') throw invalid(specFile, `spec.sparsity.layerwise ${s.layerwise} (per-layer sparsity by representation mutual information) is method losa's; ${spec.method} prunes every layer to targetPercent (layerwise: uniform)`);
     if (!losa && (s.schedule.kind !== 'oneshot' || s.schedule.steps !== 1)) throw invalid(specFile, `spec.sparsity.schedule ${s.schedule.kind} with ${s.schedule.steps} steps (progressive pruning) is method losa's; ${spec.method} prunes once (schedule: {kind: oneshot, steps: 1})`);
     if (losa) checkLosa(spec, specFile);
   } else if (spec.sparsity) throw invalid(specFile, `spec.sparsity applies only to pruning methods; method ${spec.method} does not prune`);
+  if (spec.quantization && spec.method !== 'qa-sparsepeft') throw invalid(specFile, `spec.quantization (the GPTQ grid of the base) applies only to method qa-sparsepeft, not ${spec.method}`);
   if (spec.method === 'shears') checkElastic(spec, specFile);
   else if (spec.elastic) throw invalid(specFile, `spec.elastic (elastic adapters) applies only to method shears, not ${spec.method}`);
   return spec;
@@ -83,7 +84,7 @@ export interface TrainInputs {
   outputDir: string;
   train: number[];
   eval: number[];
-  /** sparsepeft, shears, losa: calibration windows for the pruner (and losa's layer importance), all of one length. */
+  /** sparsepeft, qa-sparsepeft, shears, losa: calibration windows for the pruner (and losa's layer importance), all of one length. */
   calibration?: number[][];
   sparsity?: { pruner: PrunerKind; pattern: SparsityPattern; schedule: { kind: ScheduleKind; steps: number }; layerwise: 'rmi' | 'uniform' };
   targetModules: LinearModule[];
@@ -103,7 +104,7 @@ export async function loadTrainInputs(spec: SparseFineTuneSpec, specFile: string
   const where = (uri: string, field: string): string => locate(uri, locations, specFile, field);
   const modelDir = where(spec.baseModel.uri, 'spec.baseModel.uri');
   const outputDir = where(spec.output.uri, 'spec.output.uri');
-  const prunes = spec.method === 'sparsepeft' || spec.method === 'shears' || spec.method === 'losa';
+  const prunes = spec.method === 'sparsepeft' || spec.method === 'qa-sparsepeft' || spec.method === 'shears' || spec.method === 'losa';
   const sparsity = prunes && spec.sparsity ? { pruner: spec.sparsity.pruner, pattern: patternOf(spec, specFile), schedule: spec.sparsity.schedule, layerwise: spec.sparsity.layerwise } : undefined;
   const targetModules = spec.adapter.targetModules.map((m) => {
     if (!(LINEAR_MODULES as readonly string[]).includes(m)) throw invalid(specFile, `spec.adapter.targetModules: ${JSON.stringify(m)} is not one of ${LINEAR_MODULES.join(', ')}`);

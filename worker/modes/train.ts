@@ -1,11 +1,13 @@
 // tessera-worker train: the SparseFineTune Job. Reads the spec and the files it names, runs the
-// method (lora, sparsepeft, losa, shears or loram; the others fail with NotImplemented, naming the method), and writes
+// method (lora, sparsepeft, qa-sparsepeft, losa, shears or loram; the others fail with NotImplemented, naming the method), and writes
 // under spec.output.uri, each folder atomically (written aside, then renamed into place):
 //   adapter/  adapter_config.json + adapter_model.safetensors (PEFT)
-//   model/    the merged checkpoint: config.json, model.safetensors, the base's tokenizer files
+//   model/    the merged checkpoint: config.json, model.safetensors, the base's tokenizer files;
+//             qa-sparsepeft also quantization.safetensors, the merged 4-bit codes, scales and zeros
+//             (model.safetensors holds their dequantized float32 values)
 // Progress (stages Pruning, Evaluating, Training, Merging), metrics (loss, perplexity before and
 // after, achieved sparsity, per-block sparsity, rank and reconstruction error; shears also the
-// perplexity of each extracted sub-adapter), every file's
+// perplexity of each extracted sub-adapter; qa-sparsepeft the pruned base's before quantization), every file's
 // sha256 and the output URIs go to the status hub. A restarted pod resumes from the newest
 // training checkpoint under <output>/.checkpoints/<spec hash>, removed once the outputs are written.
 import { createHash, randomBytes } from 'node:crypto';
@@ -16,10 +18,12 @@ import { SPARSE_METHODS, type SparseFineTuneSpec } from '../../operator/api/v1al
 import type { LayerMetric } from '../../operator/status/wire.js';
 import { writeHfCheckpoint } from '../formats/hf-checkpoint.js';
 import { saveLoraAdapter } from '../formats/peft.js';
+import { writeSafetensors } from '../formats/safetensors.js';
 import { makeTensor, type Tensor } from '../formats/tensor.js';
 import { SessionCache } from '../onnx/session.js';
 import { FINETUNE_METHODS, type FineTuneMethod, fineTune, type FineTuneOptions, type FineTuneResult } from '../train/sparse/finetune.js';
 import { fineTuneLoram, type LoramResult, loramMetrics } from '../train/sparse/loram.js';
+import { DEFAULT_QUANTIZATION, QUANTIZATION_FILE, quantizationTensors, type QaSparsePeftResult } from '../train/sparse/qa-sparsepeft.js';
 import { elasticMetrics, type ShearsResult, type SubAdapter } from '../train/sparse/shears.js';
 import { loadLoramInputs } from './train-loram.js';
 import { loadTrainInputs, parseTrainSpec, type TrainInputs, type TrainSpecFile } from './train-inputs.js';
@@ -68,7 +72,7 @@ export async function runTrain(ctx: WorkloadContext<TrainSpecFile>): Promise<voi
     const { training } = spec;
     const logEvery = Math.max(1, Math.floor(training.steps / 10));
     const loram = spec.method === 'loram' ? await loadLoramInputs(spec, inputs, ctx.specFile, ctx.spec.locations ?? {}, log) : undefined;
-    const run: (o: FineTuneOptions) => Promise<FineTuneResult | LoramResult | ShearsResult> = loram
+    const run: (o: FineTuneOptions) => Promise<FineTuneResult | LoramResult | ShearsResult | QaSparsePeftResult> = loram
       ? (o) => fineTuneLoram({ ...o, ...(loram.calibration ? { calibration: loram.calibration } : {}), loram: loram.settings, onAlignProgress: (p) => progress('Aligning', p.step, p.totalSteps, p.etaSeconds) })
       : fineTune;
     const result = await run({
@@ -80,6 +84,7 @@ export async function runTrain(ctx: WorkloadContext<TrainSpecFile>): Promise<voi
       ...(inputs.calibration ? { calibration: inputs.calibration } : {}),
       ...(inputs.sparsity ? { sparsity: inputs.sparsity } : {}),
       adapter: { rank: spec.adapter.rank, alpha: spec.adapter.alpha, targetModules: inputs.targetModules, ...(spec.adapter.maxRank ? { maxRank: spec.adapter.maxRank } : {}), rankAllocation: spec.adapter.rankAllocation },
+      ...(spec.method === 'qa-sparsepeft' ? { quantization: spec.quantization ?? DEFAULT_QUANTIZATION } : {}),
       ...(spec.elastic ? { elastic: { rankChoices: spec.elastic.rankChoices, subAdapter: spec.elastic.subAdapter as SubAdapter } } : {}),
       training: {
         steps: training.steps, batchSize: training.batchSize, microBatches: training.gradientAccumulation, sequenceLength: inputs.sequenceLength,
@@ -115,6 +120,7 @@ export async function runTrain(ctx: WorkloadContext<TrainSpecFile>): Promise<voi
     values.achievedSparsityPercent = result.sparsity.percent;
     if ('loram' in result) Object.assign(values, loramMetrics(result.loram));
     if ('elastic' in result) Object.assign(values, elasticMetrics(result.elastic.configurations));
+    if ('quantization' in result) values.perplexityPruned = result.quantization.perplexityPruned;
     if (result.losses.length > 0) values.loss = result.losses.at(-1) as number;
     for (const l of result.sparsity.layers) {
       const pruned = result.pruning?.layers[l.index];
@@ -149,7 +155,7 @@ interface WrittenFile {
 }
 
 /** Writes the adapter and merged model beside the output folders, hashes them, then renames them in. */
-async function writeOutputs(result: FineTuneResult, inputs: TrainInputs, spec: SparseFineTuneSpec, outputRoot: string): Promise<WrittenFile[]> {
+async function writeOutputs(result: FineTuneResult | QaSparsePeftResult, inputs: TrainInputs, spec: SparseFineTuneSpec, outputRoot: string): Promise<WrittenFile[]> {
   const pending = join(outputRoot, `.pending-${randomBytes(6).toString('hex')}`);
   const folders: string[] = [];
   try {
@@ -166,6 +172,10 @@ async function writeOutputs(result: FineTuneResult, inputs: TrainInputs, spec: S
         ...(inputs.model.generationConfig ? { generationConfig: inputs.model.generationConfig } : {}),
         tokenizerDir: inputs.modelDir,
       });
+      if ('quantization' in result) {
+        const q = quantizationTensors(result.quantization.linears, result.quantization.settings);
+        await writeSafetensors(join(pending, MODEL_FOLDER, QUANTIZATION_FILE), q.tensors, q.metadata);
+      }
       folders.push(MODEL_FOLDER);
     }
     const written: WrittenFile[] = [];

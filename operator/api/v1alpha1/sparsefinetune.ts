@@ -157,7 +157,7 @@ export const SparseFineTuneSpec = Type.Object(
     quantization: Type.Optional(Type.Object(
       {
         bits: Type.Integer({ description: 'Bits per quantized base weight (GPTQ, asymmetric).', minimum: 2, maximum: 8, default: 4 }),
-        groupSize: Type.Integer({ description: 'Input columns sharing one scale and zero point.', minimum: 8, maximum: 8192, default: 128 }),
+        groupSize: Type.Integer({ description: 'Input columns sharing one scale and zero point; a layer with fewer inputs is one group per row.', minimum: 8, maximum: 8192, default: 128 }),
       },
       { description: 'QA-SparsePEFT: quantization of the sparse base the adapter is trained through and merged into.' },
     )),
@@ -245,11 +245,11 @@ export const SparseFineTuneStatus = Type.Object(
     metrics: Type.Optional(Type.Object(
       {
         loss: Type.Optional(Type.Number({ description: 'Latest training loss.' })),
-        perplexityBefore: Type.Optional(Type.Number({ description: 'Held-out perplexity of the pruned model before fine-tuning (loram: of the original model, which the recovered adapter is for).' })),
-        perplexityAfter: Type.Optional(Type.Number({ description: 'Held-out perplexity after fine-tuning and merging (loram: the original model with the recovered adapter; shears: the pruned model with the chosen sub-adapter).' })),
+        perplexityBefore: Type.Optional(Type.Number({ description: 'Held-out perplexity of the pruned model before fine-tuning (loram: of the original model, which the recovered adapter is for; qa-sparsepeft: of the pruned model quantized by GPTQ).' })),
+        perplexityAfter: Type.Optional(Type.Number({ description: 'Held-out perplexity after fine-tuning and merging (loram: the original model with the recovered adapter; shears: the pruned model with the chosen sub-adapter; qa-sparsepeft: the merged model on the base\'s quantization grid).' })),
         prunedParameters: Type.Optional(Type.Number({ description: 'loram: parameters of the pruned model the adapter trained on (its nonzeros for semi and unstructured).' })),
         parameterReductionRatio: Type.Optional(Type.Number({ description: 'loram: parameters of the original model over those of the pruned one.' })),
-        perplexityPruned: Type.Optional(Type.Number({ description: 'loram: held-out perplexity of the pruned model.' })),
+        perplexityPruned: Type.Optional(Type.Number({ description: 'loram, qa-sparsepeft: held-out perplexity of the pruned model (qa-sparsepeft: before quantization).' })),
         perplexityAligned: Type.Optional(Type.Number({ description: 'loram: held-out perplexity of the pruned model after alignment.' })),
         perplexityPrunedLora: Type.Optional(Type.Number({ description: 'loram: held-out perplexity of the pruned (aligned) model with its adapter, before recovery.' })),
         perplexityMaximal: Type.Optional(Type.Number({ description: 'shears: held-out perplexity of the pruned model with the maximal sub-adapter (every module at the largest rank choice) merged.' })),

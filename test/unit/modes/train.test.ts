@@ -13,6 +13,7 @@ import { emptyState, foldReport } from '../../../operator/status/state.js';
 import type { Artifact, Completion, LayerMetric, Progress } from '../../../operator/status/wire.js';
 import { loadBrown } from '../../../worker/data/corpora.js';
 import { numParameters } from '../../../worker/model/llama/weights.js';
+import { readSafetensors } from '../../../worker/formats/safetensors.js';
 import { loadAdapter, loadModel } from '../../../worker/modes/load-model.js';
 import { runTrain } from '../../../worker/modes/train.js';
 import { type TrainSpecFile } from '../../../worker/modes/train-inputs.js';
@@ -150,9 +151,33 @@ describe('the train workload', function () {
     assert.deepEqual(reporter.metricsSent.at(-1)?.layers.map((l) => l.rank), [6, 6]);
   });
 
-  for (const method of SPARSE_METHODS.filter((m) => m !== 'lora' && m !== 'sparsepeft' && m !== 'losa' && m !== 'loram' && m !== 'shears')) {
+  it('qa-sparsepeft writes the merged model dequantized and its 4-bit codes, scales and zeros beside it, and reports the pruned and quantized perplexities', async () => {
+    const reporter = await run(spec({ method: 'qa-sparsepeft', quantization: { bits: 4, groupSize: 128 } }));
+    const out = join(root, 'out', 'run');
+    const model = await loadModel(join(out, 'model'));
+    assert.ok(modelSparsity(model.config, model.weights).percent >= 50);
+    const { metadata, tensors } = await readSafetensors(join(out, 'model', 'quantization.safetensors'));
+    assert.equal(metadata.bits, '4');
+    const path = 'model.layers.1.mlp.down_proj';
+    const [codes, scales, zeros] = [tensors.get(`${path}.qweight`), tensors.get(`${path}.scales`), tensors.get(`${path}.qzeros`)];
+    assert.equal(codes?.dtype, 'U8');
+    const groupSize = (JSON.parse(metadata.group_sizes as string) as Record<string, number>)[path] as number;
+    const [rows, cols] = codes?.shape as [number, number];
+    const groups = (scales?.shape as number[])[1] as number;
+    const w = model.weights.get(`${path}.weight`)?.data as Float32Array;
+    for (let i = 0; i < rows * cols; i++) {
+      const g = Math.floor(i / cols) * groups + Math.floor((i % cols) / groupSize);
+      assert.equal(w[i], Math.fround((scales?.data[g] as number) * ((codes?.data[i] as number) - (zeros?.data[g] as number))), `${path}[${i}]`);
+    }
+    const values = reporter.metricsSent.at(-1)?.values ?? {};
+    assert.ok((values.perplexityAfter as number) < (values.perplexityBefore as number), `quantized ${values.perplexityBefore} → ${values.perplexityAfter}`);
+    assert.ok(Number.isFinite(values.perplexityPruned));
+    assert.deepEqual(reporter.stages, ['Pruning', 'Evaluating', 'Quantizing', 'Evaluating', 'Training', 'Merging', 'Evaluating', 'Succeeded']);
+  });
+
+  for (const method of SPARSE_METHODS.filter((m) => m !== 'lora' && m !== 'sparsepeft' && m !== 'qa-sparsepeft' && m !== 'losa' && m !== 'loram' && m !== 'shears')) {
     it(`fails method ${method} with NotImplemented, naming it, before reading any file`, async () => {
-      await failure({ ...spec(), method, baseModel: { uri: 'file:///nowhere' } }, 'NotImplemented', new RegExp(`method ${method} is not implemented yet: tessera-worker train runs lora, sparsepeft, (\\w+, )*loram$`));
+      await failure({ ...spec(), method, baseModel: { uri: 'file:///nowhere' } }, 'NotImplemented', new RegExp(`method ${method} is not implemented yet: tessera-worker train runs lora, sparsepeft, ([\\w-]+, )*loram$`));
     });
   }
 

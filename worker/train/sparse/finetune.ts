@@ -1,8 +1,10 @@
-// A fine-tuning run of `lora`, `sparsepeft`, `shears` or `losa` from tokens to merged weights,
+// A fine-tuning run of `lora`, `sparsepeft`, `qa-sparsepeft`, `shears` or `losa` from tokens to merged weights,
 // without files or reports (the train mode owns those):
 //   sparsepeft: prune the base block by block (Wanda, SparseGPT or magnitude; unstructured or N:M),
 //               then train LoRA with ΔW = s·(B·A) ⊙ M, M = 1[W_pruned ≠ 0] (no gradient through M),
 //               and merge W' = W_pruned + ΔW, which keeps every zero (ALGORITHMS.md §3);
+//   qa-sparsepeft: qa-sparsepeft.ts — prune as sparsepeft does, quantize the pruned base with GPTQ,
+//               train the masked LoRA through the fixed grid (straight-through), merge by quant(W̃);
 //   shears:     shears.ts — prune as sparsepeft does, then train an elastic super-adapter
 //               (a rank drawn per group at every step) and extract sub-adapters from it;
 //   lora:       train plain LoRA on the dense base and merge W' = W + s·B·A;
@@ -27,16 +29,18 @@ import { type ShrinkRule } from './dynamic-rank.js';
 import { type LosaRound, losaFineTune, type RoundSplit } from './losa.js';
 import { mergeLora, nonzeroMask } from './merge.js';
 import { type SparsityPattern } from './pattern.js';
+import { checkQuantSettings, type QuantSettings } from './gptq.js';
+import { qaSparsePeftFineTune } from './qa-sparsepeft.js';
 import { type ElasticOptions, shearsFineTune } from './shears.js';
 import { type LayerPruneResult, modelSparsity, type PrunedModel, pruneModel } from './prune-model.js';
 import { type PrunerKind } from './pruners.js';
 import { type ScheduleKind } from './sparsity-schedule.js';
 
-export const FINETUNE_METHODS = ['lora', 'sparsepeft', 'losa', 'shears'] as const;
+export const FINETUNE_METHODS = ['lora', 'sparsepeft', 'qa-sparsepeft', 'losa', 'shears'] as const;
 export type FineTuneMethod = (typeof FINETUNE_METHODS)[number];
 
 /** What the run is doing, for progress reports: the CRD's stage names. */
-export type Stage = 'Pruning' | 'Evaluating' | 'Training' | 'Merging';
+export type Stage = 'Pruning' | 'Quantizing' | 'Evaluating' | 'Training' | 'Merging';
 
 export interface FineTuneOptions {
   method: FineTuneMethod;
@@ -57,6 +61,8 @@ export interface FineTuneOptions {
    * paper) and how data and steps are shared among the rounds (losa.ts; default reference).
    */
   losa?: { shrink?: ShrinkRule; split?: RoundSplit };
+  /** qa-sparsepeft: the base's GPTQ grid (default 4 bits, groups of 128 input columns). */
+  quantization?: QuantSettings;
   /** shears: the ranks the super-adapter trains to be cut to (adapter.rank is r_max) and which cut is the result. */
   elastic?: ElasticOptions;
   /** The loop's config: steps, batch, sequence length (also the evaluation window), schedule, checkpoints. */
@@ -108,7 +114,10 @@ export async function fineTune(opts: FineTuneOptions): Promise<FineTuneResult> {
   let base: WeightMap = opts.weights;
   let pruning: PrunedModel | undefined;
   let masks: Map<string, Float32Array> | undefined;
-  if (opts.method === 'sparsepeft' || opts.method === 'shears') {
+  const prunes = opts.method === 'sparsepeft' || opts.method === 'qa-sparsepeft' || opts.method === 'shears';
+  if (opts.quantization && opts.method !== 'qa-sparsepeft') throw new Error(`quantization applies only to method qa-sparsepeft, not ${opts.method}`);
+  if (opts.quantization) checkQuantSettings(opts.quantization);
+  if (prunes) {
     if (!opts.sparsity) throw new Error(`method ${opts.method} needs sparsity (pruner and pattern)`);
     if (!opts.calibration || opts.calibration.length === 0) throw new Error(`method ${opts.method} needs calibration sequences for the pruner`);
     opts.onStage?.('Pruning', 0, c.numHiddenLayers);
@@ -122,12 +131,13 @@ export async function fineTune(opts: FineTuneOptions): Promise<FineTuneResult> {
     base = pruning.weights;
     masks = new Map(targets.map((path) => [path, nonzeroMask((base.get(`${path}.weight`) as WeightTensor).data)]));
     opts.log?.info({ pruner: opts.sparsity.pruner, achievedSparsityPercent: pruning.achievedSparsityPercent, layers: pruning.layers.map((l) => ({ index: l.index, sparsityPercent: l.sparsityPercent, reconstructionError: l.reconstructionError })) }, 'pruned the base model');
-  } else if (opts.sparsity) throw new Error('method lora does not prune: sparsity applies to sparsepeft and shears');
+  } else if (opts.sparsity) throw new Error('method lora does not prune: sparsity applies to sparsepeft, qa-sparsepeft and shears');
 
   const perplexity = async (weights: WeightMap): Promise<number> =>
     (await evalPerplexity({ config: c, weights, sequences: [opts.eval], sequenceLength: opts.training.sequenceLength, cache: opts.cache })).perplexity;
   opts.onStage?.('Evaluating', 0, 2);
   const perplexityBefore = await perplexity(base);
+  if (opts.method === 'qa-sparsepeft') return qaSparsePeftFineTune(opts, { targets, base, masks: masks as Map<string, Float32Array>, pruning: pruning as PrunedModel, perplexityBefore, perplexity });
   if (opts.method === 'shears') return shearsFineTune(opts, { targets, base, masks: masks as Map<string, Float32Array>, pruning: pruning as PrunedModel, perplexityBefore, perplexity });
 
   const rng = new Rng(opts.seed);
