@@ -21,8 +21,8 @@ import { loraInputNames } from '../../model/llama/params.js';
 import { type WeightMap, type WeightTensor } from '../../model/llama/weights.js';
 import { evalPerplexity } from '../../modes/eval.js';
 import { type SessionCache } from '../../onnx/session.js';
-import { latestCheckpoint } from '../checkpoint.js';
-import { type Progress, train, type TrainConfig } from '../loop.js';
+import { trainResuming } from './resume.js';
+import { type Progress, type TrainConfig } from '../loop.js';
 import { createLlamaTrainModel } from '../model-step.js';
 import { Rng } from '../rng.js';
 import { type ShrinkRule } from './dynamic-rank.js';
@@ -150,22 +150,9 @@ export async function fineTune(opts: FineTuneOptions): Promise<FineTuneResult> {
   let resumedFromStep = 0;
   const lora = new Map<string, { A: WeightTensor; B: WeightTensor; scaling: number }>();
   try {
-    const dir = opts.training.checkpointDir;
-    const resumeFrom = dir && opts.resume !== false ? await latestCheckpoint(dir) : null;
-    if (resumeFrom) {
-      resumedFromStep = Number(/checkpoint-(\d+)$/.exec(resumeFrom)?.[1] ?? 0);
-      opts.log?.info({ checkpoint: resumeFrom, step: resumedFromStep }, 'resuming from a checkpoint');
-    }
-    opts.onStage?.('Training', resumedFromStep, opts.training.steps);
-    const run = await train({
-      model, train: opts.train, config: opts.training, progressBar: false, signal: opts.signal,
-      ...(resumeFrom ? { resumeFrom } : {}),
-      onProgress: (p) => {
-        opts.onTrainProgress?.(p);
-        opts.onStage?.('Training', p.step, p.totalSteps);
-      },
-    });
+    const run = await trainResuming(model, opts);
     losses = run.losses;
+    resumedFromStep = run.resumedFromStep;
     interrupted = losses.length < opts.training.steps;
     for (const path of targets) {
       const names = loraInputNames(path);

@@ -18,8 +18,7 @@ import { type Feeds, maskFeeds } from '../../model/llama/feeds.js';
 import { loraInputNames, loraQuantInputNames } from '../../model/llama/params.js';
 import { type WeightMap, type WeightTensor } from '../../model/llama/weights.js';
 import * as nn from '../../onnx/index.js';
-import { latestCheckpoint } from '../checkpoint.js';
-import { train } from '../loop.js';
+import { trainResuming } from './resume.js';
 import { createLlamaTrainModel } from '../model-step.js';
 import { Rng } from '../rng.js';
 import { type FineTuneOptions, type FineTuneResult } from './finetune.js';
@@ -94,22 +93,9 @@ export async function qaSparsePeftFineTune(opts: FineTuneOptions, pruned: Pruned
   let losses: number[];
   let resumedFromStep = 0;
   try {
-    const dir = opts.training.checkpointDir;
-    const resumeFrom = dir && opts.resume !== false ? await latestCheckpoint(dir) : null;
-    if (resumeFrom) {
-      resumedFromStep = Number(/checkpoint-(\d+)$/.exec(resumeFrom)?.[1] ?? 0);
-      opts.log?.info({ checkpoint: resumeFrom, step: resumedFromStep }, 'resuming from a checkpoint');
-    }
-    opts.onStage?.('Training', resumedFromStep, opts.training.steps);
-    const run = await train({
-      model, train: opts.train, config: opts.training, progressBar: false, signal: opts.signal,
-      ...(resumeFrom ? { resumeFrom } : {}),
-      onProgress: (p) => {
-        opts.onTrainProgress?.(p);
-        opts.onStage?.('Training', p.step, p.totalSteps);
-      },
-    });
+    const run = await trainResuming(model, opts);
     losses = run.losses;
+    resumedFromStep = run.resumedFromStep;
     for (const path of targets) {
       const names = loraInputNames(path);
       const tensor = (name: string): WeightTensor => ({ shape: model.shapes.get(name) as number[], data: Float32Array.from(model.params.get(name) as Float32Array) });

@@ -13,8 +13,7 @@ import { type LinearModule, LINEAR_MODULES } from '../../formats/hf-checkpoint.j
 import { type LlamaConfig, linearShape } from '../../model/llama/config.js';
 import { maskFeeds } from '../../model/llama/feeds.js';
 import { type WeightMap, type WeightTensor } from '../../model/llama/weights.js';
-import { latestCheckpoint } from '../checkpoint.js';
-import { train } from '../loop.js';
+import { trainResuming } from './resume.js';
 import { createLlamaTrainModel } from '../model-step.js';
 import { Rng } from '../rng.js';
 import { DynamicRankAdapter } from './dynamic-rank.js';
@@ -133,25 +132,11 @@ export async function shearsFineTune(opts: FineTuneOptions, pruned: PrunedBase):
   let losses: number[];
   let resumedFromStep = 0;
   try {
-    const dir = opts.training.checkpointDir;
-    const resumeFrom = dir && opts.resume !== false ? await latestCheckpoint(dir) : null;
-    if (resumeFrom) {
-      resumedFromStep = Number(/checkpoint-(\d+)$/.exec(resumeFrom)?.[1] ?? 0);
-      opts.log?.info({ checkpoint: resumeFrom, step: resumedFromStep }, 'resuming from a checkpoint');
-    }
-    opts.onStage?.('Training', resumedFromStep, opts.training.steps);
-    const run = await train({
-      model, train: opts.train, config: opts.training, progressBar: false, signal: opts.signal,
-      ...(resumeFrom ? { resumeFrom } : {}),
-      beforeStep: (step) => {
-        for (const [p, r] of drawRanks(targets, space, seed, step)) active.set(p, r);
-      },
-      onProgress: (p) => {
-        opts.onTrainProgress?.(p);
-        opts.onStage?.('Training', p.step, p.totalSteps);
-      },
+    const run = await trainResuming(model, opts, (step) => {
+      for (const [p, r] of drawRanks(targets, space, seed, step)) active.set(p, r);
     });
     losses = run.losses;
+    resumedFromStep = run.resumedFromStep;
     adapter.absorb(model.params);
   } finally {
     await model.dispose();
