@@ -1,13 +1,11 @@
-// Pruning a whole model block by block (ALGORITHMS.md §1): the calibration sequences are embedded,
-// then for each block in order — statistics of its linear layers' inputs with its dense weights,
-// prune every linear layer of the block, run the pruned block to get the next block's inputs. So
-// the inputs of block l come from the already-pruned blocks before it, as in the Wanda and
-// SparseGPT reference code. Embeddings, norms and the LM head are not pruned.
+// Pruning a whole model block by block (ALGORITHMS.md §1) on the walk of blockwise.ts: each block's
+// linear layers are pruned on inputs that come through the already-pruned blocks before it, as in
+// the Wanda and SparseGPT reference code. Embeddings, norms and the LM head are not pruned.
 import { LINEAR_MODULES } from '../../formats/hf-checkpoint.js';
-import { type LlamaConfig, linearPath, linearShape } from '../../model/llama/config.js';
-import { EMBED, type WeightMap, type WeightTensor } from '../../model/llama/weights.js';
+import { type LlamaConfig, linearPath } from '../../model/llama/config.js';
+import { type WeightMap, type WeightTensor } from '../../model/llama/weights.js';
 import { type SessionCache } from '../../onnx/session.js';
-import { BlockRunner, embedTokens } from './calibration.js';
+import { replaceBlockwise } from './blockwise.js';
 import { countZeros, patternPercent, type SparsityPattern } from './pattern.js';
 import { type InputStats, type PrunerKind, pruneLinear, statsNeeded } from './pruners.js';
 
@@ -47,51 +45,38 @@ export interface PrunedModel {
 }
 
 export async function pruneModel(opts: PruneModelOptions): Promise<PrunedModel> {
-  const c = opts.config;
-  const { calibration } = opts;
-  const n = calibration.length;
-  const t = calibration[0]?.length ?? 0;
-  if (n === 0 || t === 0) throw new Error('pruning needs at least one non-empty calibration sequence');
-  const embedding = opts.weights.get(EMBED);
-  if (!embedding) throw new Error(`pruning: missing weight ${EMBED}`);
-  for (const [s, seq] of calibration.entries()) {
-    for (const id of seq) if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new Error(`calibration sequence ${s} has token ${id}: expected an id in [0, ${c.vocabSize})`);
-  }
-  const weights = new Map(opts.weights);
-  const runner = new BlockRunner(c, opts.cache, t, opts.batch);
   const kind = statsNeeded(opts.pruner);
   const pruneAny = patternPercent(opts.pattern) > 0;
-  let hidden = embedTokens(embedding, calibration, c.hiddenSize);
+  const prunes = (l: number): boolean => pruneAny && (opts.layers?.has(l) ?? true);
+  const zeros = new Array<number>(opts.config.numHiddenLayers).fill(0);
+  const totals = new Array<number>(opts.config.numHiddenLayers).fill(0);
   const layers: LayerPruneResult[] = [];
-  for (let l = 0; l < c.numHiddenLayers; l++) {
-    const prune = pruneAny && (opts.layers?.has(l) ?? true);
-    const dense = await runner.run(l, weights, hidden, n, t, prune ? kind : 'none');
-    let zeros = 0;
-    let total = 0;
-    dense.groups.forEach((modules, g) => {
-      const raw = dense.stats[g];
-      for (const m of modules) {
-        const name = `${linearPath(l, m)}.weight`;
-        const w = weights.get(name) as WeightTensor;
-        const [rows, cols] = linearShape(c, m);
-        if (prune) {
-          const stats: InputStats | undefined = raw ? { tokens: dense.tokens, sumSquares: kind === 'gram' ? diagonal(raw, cols) : raw, ...(kind === 'gram' ? { gram: raw } : {}) } : undefined;
-          const pruned = pruneLinear(opts.pruner, { weight: w.data, rows, cols, name }, opts.pattern, stats);
-          weights.set(name, { shape: w.shape, data: pruned.weight });
-          zeros += pruned.zeros;
-        } else zeros += countZeros(w.data);
-        total += rows * cols;
+  const { weights } = await replaceBlockwise({
+    config: opts.config, weights: opts.weights, calibration: opts.calibration, cache: opts.cache, ...(opts.batch === undefined ? {} : { batch: opts.batch }),
+    what: 'pruning',
+    stats: (l) => (prunes(l) ? kind : 'none'),
+    replace: ({ layer, path, weight, rows, cols, tokens, stats: raw }) => {
+      totals[layer] = (totals[layer] as number) + rows * cols;
+      if (!prunes(layer)) {
+        zeros[layer] = (zeros[layer] as number) + countZeros(weight.data);
+        return undefined;
       }
-    });
-    const after = await runner.run(l, weights, hidden, n, t, 'none');
-    const result: LayerPruneResult = { index: l, zeros, total, sparsityPercent: (100 * zeros) / total, reconstructionError: relativeError(dense.hidden, after.hidden) };
-    layers.push(result);
-    opts.onLayer?.(result, c.numHiddenLayers);
-    hidden = after.hidden;
-  }
-  const zeros = layers.reduce((s, l) => s + l.zeros, 0);
+      const stats: InputStats | undefined = raw ? { tokens, sumSquares: kind === 'gram' ? diagonal(raw, cols) : raw, ...(kind === 'gram' ? { gram: raw } : {}) } : undefined;
+      const pruned = pruneLinear(opts.pruner, { weight: weight.data, rows, cols, name: path }, opts.pattern, stats);
+      zeros[layer] = (zeros[layer] as number) + pruned.zeros;
+      return pruned.weight;
+    },
+    onBlock: (block, count) => {
+      const z = zeros[block.index] as number;
+      const total = totals[block.index] as number;
+      const result: LayerPruneResult = { index: block.index, zeros: z, total, sparsityPercent: (100 * z) / total, reconstructionError: block.reconstructionError };
+      layers.push(result);
+      opts.onLayer?.(result, count);
+    },
+  });
+  const zeroCount = layers.reduce((s, l) => s + l.zeros, 0);
   const total = layers.reduce((s, l) => s + l.total, 0);
-  return { weights, layers, zeros, total, achievedSparsityPercent: (100 * zeros) / total };
+  return { weights, layers, zeros: zeroCount, total, achievedSparsityPercent: (100 * zeroCount) / total };
 }
 
 /** Zeros and weights of the linear layers of each block, and in all: what "sparsity" means for a model here. */
@@ -115,15 +100,4 @@ export function modelSparsity(c: LlamaConfig, weights: WeightMap): { zeros: numb
 
 function diagonal(gram: Float64Array, n: number): Float64Array {
   return Float64Array.from({ length: n }, (_, i) => gram[i * n + i] as number);
-}
-
-function relativeError(reference: Float32Array, other: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < reference.length; i++) {
-    const r = reference[i] as number;
-    num += (r - (other[i] as number)) ** 2;
-    den += r * r;
-  }
-  return den > 0 ? Math.sqrt(num / den) : 0;
 }
