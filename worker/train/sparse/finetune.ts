@@ -40,7 +40,7 @@ export const FINETUNE_METHODS = ['lora', 'sparsepeft', 'qa-sparsepeft', 'losa', 
 export type FineTuneMethod = (typeof FINETUNE_METHODS)[number];
 
 /** What the run is doing, for progress reports: the CRD's stage names. */
-export type Stage = 'Pruning' | 'Quantizing' | 'Evaluating' | 'Training' | 'Merging';
+export type Stage = 'Pruning' | 'Quantizing' | 'Sketching' | 'Evaluating' | 'Training' | 'Merging';
 
 export interface FineTuneOptions {
   method: FineTuneMethod;
