@@ -172,13 +172,17 @@ describe('tessera-worker entry point', () => {
     return { code, stderr, error: JSON.parse(stderr.trim().split('\n').at(-1) ?? '') as LogLine };
   };
 
-  it('fails train for a method whose engine is not built yet with exit code 3 and reason NotImplemented, naming the method', async () => {
-    const { code, stderr, error } = await runSpec('train', { kind: 'SparseFineTune', spec: { method: 'spallm' } });
+  it('fails train for a setting that is not built yet (Shears\' sub-adapter search) with exit code 3 and reason NotImplemented, naming the field', async () => {
+    const spec = {
+      method: 'shears', baseModel: { uri: 'file:///nowhere' }, dataset: { uri: 'file:///nowhere.jsonl' }, adapter: { rank: 4 }, training: { steps: 1 },
+      output: { uri: 'file:///nowhere-out' }, sparsity: { targetPercent: 50 }, elastic: { rankChoices: [4, 2], subAdapter: 'search' },
+    };
+    const { code, stderr, error } = await runSpec('train', { kind: 'SparseFineTune', spec });
     assert.equal(code, 3, stderr);
     assert.equal(error.level, 'error');
     assert.equal(error.reason, 'NotImplemented');
     assert.equal(error.mode, 'train');
-    assert.match(error.msg, /method spallm is not implemented yet: tessera-worker train runs lora, sparsepeft, (\w+, )*loram$/);
+    assert.match(error.msg, /spec\.elastic\.subAdapter search .* is not implemented yet/);
   });
 
   it('fails train on a spec without the fields a SparseFineTune needs, naming one, with exit code 3', async () => {

@@ -47,6 +47,7 @@ export function parseTrainSpec(file: TrainSpecFile, specFile: string): SparseFin
     if (losa) checkLosa(spec, specFile);
   } else if (spec.sparsity) throw invalid(specFile, `spec.sparsity applies only to pruning methods; method ${spec.method} does not prune`);
   if (spec.quantization && spec.method !== 'qa-sparsepeft') throw invalid(specFile, `spec.quantization (the GPTQ grid of the base) applies only to method qa-sparsepeft, not ${spec.method}`);
+  if (spec.spallm && spec.method !== 'spallm') throw invalid(specFile, `spec.spallm (the sketch's bits and groups per row) applies only to method spallm, not ${spec.method}`);
   if (spec.method === 'shears') checkElastic(spec, specFile);
   else if (spec.elastic) throw invalid(specFile, `spec.elastic (elastic adapters) applies only to method shears, not ${spec.method}`);
   return spec;
@@ -84,7 +85,7 @@ export interface TrainInputs {
   outputDir: string;
   train: number[];
   eval: number[];
-  /** sparsepeft, qa-sparsepeft, shears, losa: calibration windows for the pruner (and losa's layer importance), all of one length. */
+  /** sparsepeft, qa-sparsepeft, shears, losa, spallm: calibration windows for the pruner or the sketch (and losa's layer importance), all of one length. */
   calibration?: number[][];
   sparsity?: { pruner: PrunerKind; pattern: SparsityPattern; schedule: { kind: ScheduleKind; steps: number }; layerwise: 'rmi' | 'uniform' };
   targetModules: LinearModule[];
@@ -162,11 +163,16 @@ export async function loadTrainInputs(spec: SparseFineTuneSpec, specFile: string
   if (evalTokens.length < 2) throw new WorkloadError('DatasetTooSmall', `the evaluation data (${spec.dataset.evalUri ?? `the last ${Math.round(EVAL_HOLDOUT * 100)}% of ${spec.dataset.uri}`}) has ${evalTokens.length} tokens: perplexity needs at least 2`);
 
   let calibration: number[][] | undefined;
-  if (sparsity) {
+  if (sparsity || spec.method === 'spallm') {
+    if (spec.spallm) {
+      // Every row of every linear layer is split into groupsPerRow groups: the shortest row bounds it.
+      const shortest = Math.min(c.hiddenSize, c.intermediateSize, c.numAttentionHeads * c.headDim);
+      if (spec.spallm.groupsPerRow > shortest) throw invalid(specFile, `spec.spallm.groupsPerRow ${spec.spallm.groupsPerRow} is more than the ${shortest} columns of the model's shortest weight rows`);
+    }
     const cal = spec.calibration ?? { samples: 128, sequenceLength: 512 };
     const source = cal.uri ? await stream(cal.uri, 'spec.calibration.uri') : train;
     const length = Math.min(cal.sequenceLength, c.maxPositionEmbeddings, source.length);
-    if (length < 2) throw new WorkloadError('DatasetTooSmall', `the calibration data (${cal.uri ?? spec.dataset.uri}) has ${source.length} tokens: the pruner needs at least 2`);
+    if (length < 2) throw new WorkloadError('DatasetTooSmall', `the calibration data (${cal.uri ?? spec.dataset.uri}) has ${source.length} tokens: ${sparsity ? 'the pruner' : 'the sketch'} needs at least 2`);
     calibration = calibrationWindows(source, cal.samples, length, spec.training.seed);
     log.info({ samples: calibration.length, sequenceLength: length, from: cal.uri ?? spec.dataset.uri }, 'calibration windows');
   }

@@ -1,13 +1,16 @@
 // tessera-worker train: the SparseFineTune Job. Reads the spec and the files it names, runs the
-// method (lora, sparsepeft, qa-sparsepeft, losa, shears or loram; the others fail with NotImplemented, naming the method), and writes
-// under spec.output.uri, each folder atomically (written aside, then renamed into place):
-//   adapter/  adapter_config.json + adapter_model.safetensors (PEFT)
+// method (lora, sparsepeft, qa-sparsepeft, losa, shears, loram or spallm; a method the CRD adds
+// before its engine exists fails with NotImplemented, naming it), and writes under spec.output.uri,
+// each folder atomically (written aside, then renamed into place):
+//   adapter/  adapter_config.json + adapter_model.safetensors (PEFT); spallm: sketch.safetensors,
+//             the tuned lookup tables and the codes (it trains no adapter)
 //   model/    the merged checkpoint: config.json, model.safetensors, the base's tokenizer files;
 //             qa-sparsepeft also quantization.safetensors, the merged 4-bit codes, scales and zeros
 //             (model.safetensors holds their dequantized float32 values)
-// Progress (stages Pruning, Evaluating, Training, Merging), metrics (loss, perplexity before and
+// Progress (stages Pruning, Quantizing, Sketching, Evaluating, Training, Merging), metrics (loss, perplexity before and
 // after, achieved sparsity, per-block sparsity, rank and reconstruction error; shears also the
-// perplexity of each extracted sub-adapter; qa-sparsepeft the pruned base's before quantization), every file's
+// perplexity of each extracted sub-adapter; qa-sparsepeft the pruned base's before quantization; spallm the
+// dense base's and the trained table count), every file's
 // sha256 and the output URIs go to the status hub. A restarted pod resumes from the newest
 // training checkpoint under <output>/.checkpoints/<spec hash>, removed once the outputs are written.
 import { createHash, randomBytes } from 'node:crypto';
@@ -25,6 +28,7 @@ import { FINETUNE_METHODS, type FineTuneMethod, fineTune, type FineTuneOptions, 
 import { fineTuneLoram, type LoramResult, loramMetrics } from '../train/sparse/loram.js';
 import { DEFAULT_QUANTIZATION, QUANTIZATION_FILE, quantizationTensors, type QaSparsePeftResult } from '../train/sparse/qa-sparsepeft.js';
 import { elasticMetrics, type ShearsResult, type SubAdapter } from '../train/sparse/shears.js';
+import { DEFAULT_SPALLM, SKETCH_FILE, sketchFile, spallmFineTune, type SpallmRunResult } from '../train/sparse/spallm.js';
 import { loadLoramInputs } from './train-loram.js';
 import { loadTrainInputs, parseTrainSpec, type TrainInputs, type TrainSpecFile } from './train-inputs.js';
 import { WorkloadError, type WorkloadContext } from './workload.js';
@@ -34,7 +38,7 @@ export const TRAIN_OUTPUT_KEYS = { model: 'modelUri', adapter: 'adapterUri' } as
 export const ADAPTER_FOLDER = 'adapter';
 export const MODEL_FOLDER = 'model';
 /** The methods train runs; the CRD's others fail NotImplemented. */
-const TRAIN_METHODS: readonly string[] = [...FINETUNE_METHODS, 'loram'];
+const TRAIN_METHODS: readonly string[] = [...FINETUNE_METHODS, 'loram', 'spallm'];
 
 export async function runTrain(ctx: WorkloadContext<TrainSpecFile>): Promise<void> {
   const method = ctx.spec?.spec?.method;
@@ -72,9 +76,11 @@ export async function runTrain(ctx: WorkloadContext<TrainSpecFile>): Promise<voi
     const { training } = spec;
     const logEvery = Math.max(1, Math.floor(training.steps / 10));
     const loram = spec.method === 'loram' ? await loadLoramInputs(spec, inputs, ctx.specFile, ctx.spec.locations ?? {}, log) : undefined;
-    const run: (o: FineTuneOptions) => Promise<FineTuneResult | LoramResult | ShearsResult | QaSparsePeftResult> = loram
+    const run: (o: FineTuneOptions) => Promise<FineTuneResult | LoramResult | ShearsResult | QaSparsePeftResult | SpallmRunResult> = loram
       ? (o) => fineTuneLoram({ ...o, ...(loram.calibration ? { calibration: loram.calibration } : {}), loram: loram.settings, onAlignProgress: (p) => progress('Aligning', p.step, p.totalSteps, p.etaSeconds) })
-      : fineTune;
+      : spec.method === 'spallm'
+        ? (o) => spallmFineTune({ ...o, spallm: spec.spallm ?? DEFAULT_SPALLM })
+        : fineTune;
     const result = await run({
       method: spec.method as FineTuneMethod,
       config: inputs.model.config,
@@ -121,10 +127,13 @@ export async function runTrain(ctx: WorkloadContext<TrainSpecFile>): Promise<voi
     if ('loram' in result) Object.assign(values, loramMetrics(result.loram));
     if ('elastic' in result) Object.assign(values, elasticMetrics(result.elastic.configurations));
     if ('quantization' in result) values.perplexityPruned = result.quantization.perplexityPruned;
+    if ('spallm' in result) Object.assign(values, { perplexityDense: result.spallm.perplexityDense, trainableParameters: result.spallm.trainableParameters });
     if (result.losses.length > 0) values.loss = result.losses.at(-1) as number;
     for (const l of result.sparsity.layers) {
-      const pruned = result.pruning?.layers[l.index];
-      layers.set(l.index, { index: l.index, sparsityPercent: l.sparsityPercent, rank: result.ranks?.[l.index] ?? spec.adapter.rank, reconstructionError: pruned?.reconstructionError ?? 0 });
+      // spallm trains no adapter (rank 0); its blocks' error is the sketch's.
+      const block = 'spallm' in result ? result.spallm.layers[l.index] : result.pruning?.layers[l.index];
+      const rank = 'spallm' in result ? 0 : (result.ranks?.[l.index] ?? spec.adapter.rank);
+      layers.set(l.index, { index: l.index, sparsityPercent: l.sparsityPercent, rank, reconstructionError: block?.reconstructionError ?? 0 });
     }
     sendMetrics();
     log.info({ perplexityBefore: round(result.perplexityBefore), perplexityAfter: round(result.perplexityAfter), achievedSparsityPercent: round(result.sparsity.percent), seconds: Math.round((Date.now() - started) / 1000) }, 'fine-tuned');
@@ -155,12 +164,17 @@ interface WrittenFile {
 }
 
 /** Writes the adapter and merged model beside the output folders, hashes them, then renames them in. */
-async function writeOutputs(result: FineTuneResult | QaSparsePeftResult, inputs: TrainInputs, spec: SparseFineTuneSpec, outputRoot: string): Promise<WrittenFile[]> {
+async function writeOutputs(result: FineTuneResult | QaSparsePeftResult | SpallmRunResult, inputs: TrainInputs, spec: SparseFineTuneSpec, outputRoot: string): Promise<WrittenFile[]> {
   const pending = join(outputRoot, `.pending-${randomBytes(6).toString('hex')}`);
   const folders: string[] = [];
   try {
     if (spec.output.adapter) {
-      await saveLoraAdapter(join(pending, ADAPTER_FOLDER), result.adapter);
+      // SpaLLM's trained parameters are the sketch's tables (with their codes), not a LoRA adapter.
+      if ('spallm' in result) {
+        const f = sketchFile(result.spallm);
+        await mkdir(join(pending, ADAPTER_FOLDER), { recursive: true });
+        await writeSafetensors(join(pending, ADAPTER_FOLDER, SKETCH_FILE), f.tensors, f.metadata);
+      } else await saveLoraAdapter(join(pending, ADAPTER_FOLDER), result.adapter);
       folders.push(ADAPTER_FOLDER);
     }
     if (spec.output.mergedModel) {

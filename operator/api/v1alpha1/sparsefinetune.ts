@@ -255,6 +255,8 @@ export const SparseFineTuneStatus = Type.Object(
         perplexityMaximal: Type.Optional(Type.Number({ description: 'shears: held-out perplexity of the pruned model with the maximal sub-adapter (every module at the largest rank choice) merged.' })),
         perplexityHeuristic: Type.Optional(Type.Number({ description: 'shears: held-out perplexity with the heuristic sub-adapter (the middle rank choice) merged.' })),
         perplexityMinimal: Type.Optional(Type.Number({ description: 'shears: held-out perplexity with the minimal sub-adapter (the smallest rank choice) merged.' })),
+        perplexityDense: Type.Optional(Type.Number({ description: 'spallm: held-out perplexity of the dense base before it was sketched (perplexityBefore is the untuned sketch\'s).' })),
+        trainableParameters: Type.Optional(Type.Number({ description: 'spallm: lookup-table values trained (rows × groups per row × 2^bits over the sketched layers).' })),
         achievedSparsityPercent: Type.Optional(Type.Number({ description: 'Share of zeros in the merged model\'s prunable weights, in percent.' })),
         layers: Type.Optional(Type.Array(LayerMetric, { description: 'Per-layer sparsity, rank and reconstruction error.', maxItems: 1024 })),
       },
@@ -263,7 +265,7 @@ export const SparseFineTuneStatus = Type.Object(
     outputs: Type.Optional(Type.Object(
       {
         modelUri: Type.Optional(Type.String({ description: 'Merged sparse model.' })),
-        adapterUri: Type.Optional(Type.String({ description: 'PEFT adapter.' })),
+        adapterUri: Type.Optional(Type.String({ description: 'PEFT adapter (spallm, which trains no adapter: its sketch, sketch.safetensors).' })),
         digests: Type.Optional(Type.Array(Digest, { description: 'sha256 of every written file.', maxItems: 256, 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'] })),
       },
       { description: 'What the run wrote.' },

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Value } from '@sinclair/typebox/value';
 import { pino } from 'pino';
-import { SPARSE_METHODS, type SparseFineTuneSpec, SparseFineTuneStatus } from '../../../operator/api/v1alpha1/index.js';
+import { type SparseFineTuneSpec, SparseFineTuneStatus } from '../../../operator/api/v1alpha1/index.js';
 import { tesseraStatusMapper } from '../../../operator/status/kind-mappers.js';
 import { emptyState, foldReport } from '../../../operator/status/state.js';
 import type { Artifact, Completion, LayerMetric, Progress } from '../../../operator/status/wire.js';
@@ -175,11 +175,36 @@ describe('the train workload', function () {
     assert.deepEqual(reporter.stages, ['Pruning', 'Evaluating', 'Quantizing', 'Evaluating', 'Training', 'Merging', 'Evaluating', 'Succeeded']);
   });
 
-  for (const method of SPARSE_METHODS.filter((m) => m !== 'lora' && m !== 'sparsepeft' && m !== 'qa-sparsepeft' && m !== 'losa' && m !== 'loram' && m !== 'shears')) {
-    it(`fails method ${method} with NotImplemented, naming it, before reading any file`, async () => {
-      await failure({ ...spec(), method, baseModel: { uri: 'file:///nowhere' } }, 'NotImplemented', new RegExp(`method ${method} is not implemented yet: tessera-worker train runs lora, sparsepeft, ([\\w-]+, )*loram$`));
-    });
-  }
+  it('spallm writes the sketch (tables and codes) as its adapter and the model it decodes to, and reports the dense, sketched and tuned perplexities', async () => {
+    const reporter = await run(spec({ method: 'spallm', sparsity: undefined, spallm: { bits: 2, groupsPerRow: 4 } }));
+    const out = join(root, 'out', 'run');
+    const model = await loadModel(join(out, 'model'));
+    const { metadata, tensors } = await readSafetensors(join(out, 'adapter', 'sketch.safetensors'));
+    assert.deepEqual([metadata.method, metadata.bits, metadata.groups_per_row], ['spallm', '2', '4']);
+    const path = 'model.layers.1.mlp.down_proj';
+    const [lut, codes] = [tensors.get(`${path}.lut`), tensors.get(`${path}.codes`)];
+    assert.equal(codes?.dtype, 'U8');
+    assert.deepEqual(lut?.shape, [64, 4, 4]);
+    const groupSize = (JSON.parse(metadata.group_sizes as string) as Record<string, number>)[path] as number;
+    const [rows, cols] = codes?.shape as [number, number];
+    const w = model.weights.get(`${path}.weight`)?.data as Float32Array;
+    for (let i = 0; i < rows * cols; i++) {
+      const g = Math.min(3, Math.floor((i % cols) / groupSize));
+      assert.equal(w[i], lut?.data[(Math.floor(i / cols) * 4 + g) * 4 + (codes?.data[i] as number)], `${path}[${i}]`);
+    }
+    const values = reporter.metricsSent.at(-1)?.values ?? {};
+    assert.ok((values.perplexityAfter as number) < (values.perplexityBefore as number), `sketch ${values.perplexityBefore} → tuned ${values.perplexityAfter}`);
+    assert.ok(Number.isFinite(values.perplexityDense));
+    // Rows per block: q 64, k 32, v 32, o 64, gate 176, up 176, down 64; 4 groups of 2^2 values each.
+    assert.equal(values.trainableParameters, 2 * (64 + 32 + 32 + 64 + 176 + 176 + 64) * 4 * 4);
+    assert.deepEqual(reporter.metricsSent.at(-1)?.layers.map((l) => l.rank), [0, 0]);
+    assert.deepEqual(reporter.stages, ['Evaluating', 'Sketching', 'Evaluating', 'Training', 'Evaluating', 'Succeeded']);
+  });
+
+  it('refuses spallm settings on another method and groups per row beyond the schema, naming the field', async () => {
+    await failure({ ...spec(), spallm: { bits: 4, groupsPerRow: 4 } }, 'SpecInvalid', /spec\.spallm .* applies only to method spallm, not sparsepeft/);
+    await failure({ ...spec(), method: 'spallm', sparsity: undefined, spallm: { bits: 4, groupsPerRow: 65 } }, 'SpecInvalid', /spec\.spallm\.groupsPerRow: Expected integer to be less or equal to 64/);
+  });
 
   it('names the field of a spec that does not fit the SparseFineTune schema', async () => {
     await failure({ ...spec(), training: { ...spec().training, steps: 0 } }, 'SpecInvalid', /spec file spec\.json: spec\.training\.steps: Expected integer to be greater or equal to 1/);
