@@ -223,14 +223,14 @@ describe('the Helm chart', () => {
       const folder = mkdtempSync(join(tmpdir(), 'tessera-rbac-'));
       data = folder;
       for (const dir of ['models/tiny', 'data', 'out']) mkdirSync(join(folder, dir), { recursive: true });
-      // A setting that is not built yet (Shears' sub-adapter search): the worker starts, fails at once naming it, and
+      // A setting that is not built yet (a base model over https): the worker starts, fails at once naming it, and
       // reports that through the status hub, so the hub's calls (TokenReview, owner lookups, status)
       // run as the operator too.
       const sft = {
         apiVersion: 'tessera.dev/v1alpha1', kind: 'SparseFineTune', metadata: { name: 'rbac', namespace },
         spec: {
-          baseModel: { uri: `file://${folder}/models/tiny` }, dataset: { uri: `file://${folder}/data/train.jsonl` },
-          method: 'shears', sparsity: { targetPercent: 50 }, elastic: { rankChoices: [4, 2], subAdapter: 'search' }, adapter: { rank: 4 }, training: { steps: 10 },
+          baseModel: { uri: 'https://models.example/tiny', sha256: 'a'.repeat(64) }, dataset: { uri: `file://${folder}/data/train.jsonl` },
+          method: 'lora', adapter: { rank: 4 }, training: { steps: 10 },
           output: { uri: `file://${folder}/out/rbac`, mergedModel: false, adapter: true }, backoffLimit: 0,
         },
       };

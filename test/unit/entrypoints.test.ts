@@ -172,17 +172,20 @@ describe('tessera-worker entry point', () => {
     return { code, stderr, error: JSON.parse(stderr.trim().split('\n').at(-1) ?? '') as LogLine };
   };
 
-  it('fails train for a setting that is not built yet (Shears\' sub-adapter search) with exit code 3 and reason NotImplemented, naming the field', async () => {
+  it('fails train for a setting that is not built yet (a base model over https) with exit code 3 and reason NotImplemented, naming the field, before reading any file', async () => {
+    // The base model is the first URI train resolves, so nothing under file:///nowhere is opened.
+    // The operator writes an http(s) URI's location as the URL itself; this spec file does the same.
+    const model = 'https://models.example/tiny';
     const spec = {
-      method: 'shears', baseModel: { uri: 'file:///nowhere' }, dataset: { uri: 'file:///nowhere.jsonl' }, adapter: { rank: 4 }, training: { steps: 1 },
-      output: { uri: 'file:///nowhere-out' }, sparsity: { targetPercent: 50 }, elastic: { rankChoices: [4, 2], subAdapter: 'search' },
+      method: 'lora', baseModel: { uri: model, sha256: 'a'.repeat(64) }, dataset: { uri: 'file:///nowhere.jsonl' }, adapter: { rank: 4 }, training: { steps: 1 },
+      output: { uri: 'file:///nowhere-out' },
     };
-    const { code, stderr, error } = await runSpec('train', { kind: 'SparseFineTune', spec });
+    const { code, stderr, error } = await runSpec('train', { kind: 'SparseFineTune', spec, locations: { [model]: model } });
     assert.equal(code, 3, stderr);
     assert.equal(error.level, 'error');
     assert.equal(error.reason, 'NotImplemented');
     assert.equal(error.mode, 'train');
-    assert.match(error.msg, /spec\.elastic\.subAdapter search .* is not implemented yet/);
+    assert.match(error.msg, /spec\.baseModel\.uri: fetching https:\/\/models\.example\/tiny over http\(s\) is not implemented yet/);
   });
 
   it('fails train on a spec without the fields a SparseFineTune needs, naming one, with exit code 3', async () => {

@@ -64,8 +64,11 @@ describe('the operator on the local control plane', function () {
       ...spec,
     },
   });
-  /** A setting that is not built yet (Shears' sub-adapter search): its worker fails at once, naming it. */
-  const notImplemented = (name: string) => sft(name, { method: 'shears', sparsity: { targetPercent: 50 }, elastic: { rankChoices: [4, 2], subAdapter: 'search' } });
+  /**
+   * A setting that is not built yet (a base model fetched over https, which the operator passes to
+   * the worker as the URL itself): its worker fails at once, naming the field, before reading a file.
+   */
+  const notImplemented = (name: string) => sft(name, { baseModel: { uri: 'https://models.example/tiny', sha256: 'a'.repeat(64) } });
 
   it('runs a SparseFineTune as a Job whose worker reports its failure reason into the status', async () => {
     const applied = await session().kubectl(['apply', '-f', '-'], { input: JSON.stringify(notImplemented('first')) });
@@ -82,14 +85,14 @@ describe('the operator on the local control plane', function () {
     assert.equal(job?.metadata?.ownerReferences?.[0]?.kind, 'SparseFineTune');
     assert.equal(job?.spec?.backoffLimit, 1);
 
-    // The worker starts as a real process, reads its spec, reports NotImplemented for the search over gRPC and exits 3.
+    // The worker starts as a real process, reads its spec, reports NotImplemented for the https base model over gRPC and exits 3.
     let obj: Obj | undefined;
     await waitFor('status Failed with the worker\'s reason', async () => {
       obj = await get('sparsefinetunes', 'first');
       // The Job's own failure may reach the status a moment before the worker's reason replaces it.
       return condition(obj, 'Failed')?.status === 'True' && obj.status?.stage === 'Failed' && condition(obj, 'Failed')?.reason === 'NotImplemented';
     }, 90_000);
-    assert.match(condition(obj!, 'Ready')?.message ?? '', /spec\.elastic\.subAdapter search .* is not implemented yet/);
+    assert.match(condition(obj!, 'Ready')?.message ?? '', /spec\.baseModel\.uri: fetching https:\/\/models\.example\/tiny over http\(s\) is not implemented yet/);
     assert.equal(obj!.status?.observedGeneration, obj!.metadata.generation);
     assert.equal(obj!.status?.jobName, job?.metadata?.name);
     const events = await clients().core.listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=first' });
