@@ -61,7 +61,6 @@ function checkElastic(spec: SparseFineTuneSpec, specFile: string): void {
   const above = rankChoices.filter((r) => r > spec.adapter.rank);
   if (above.length > 0) throw invalid(specFile, `spec.elastic.rankChoices [${rankChoices.join(', ')}]: ${above.join(', ')} above spec.adapter.rank ${spec.adapter.rank}, the rank of the super-adapter; every choice must be at most it`);
   if (new Set(rankChoices).size !== rankChoices.length) throw invalid(specFile, `spec.elastic.rankChoices [${rankChoices.join(', ')}] repeats a rank: the choices are a set`);
-  if (e.subAdapter === 'search') throw new WorkloadError('NotImplemented', `spec.elastic.subAdapter search (NSGA-II over per-group ranks) is not implemented yet: use heuristic, maximal or minimal`);
 }
 
 /** What LoSA's rounds need of the spec, checked before any file is read. */

@@ -174,7 +174,7 @@ export const SparseFineTuneSpec = Type.Object(
         rankChoices: Type.Array(Type.Integer({ description: 'A rank the super-adapter can be cut to.', minimum: 1, maximum: 1024 }), {
           description: 'Ranks trained jointly (Shears/NLS), e.g. [32, 24, 16]; each at most adapter.rank.', minItems: 1, maxItems: 8, 'x-kubernetes-list-type': 'set',
         }),
-        subAdapter: StringEnum(['heuristic', 'maximal', 'minimal', 'search'] as const, { description: 'How the deployed sub-adapter is chosen: heuristic (the middle of the choices ranked largest first), maximal (the largest), minimal (the smallest), or search (not implemented yet).', default: 'heuristic' }),
+        subAdapter: StringEnum(['heuristic', 'maximal', 'minimal', 'search'] as const, { description: 'How the deployed sub-adapter is chosen: heuristic (the middle of the choices ranked largest first), maximal (the largest), minimal (the smallest), or search (NSGA-II over a rank per block and group: the lowest held-out loss among the Pareto-optimal sub-adapters no larger than the heuristic).', default: 'heuristic' }),
       },
       { description: 'Shears elastic adapters.' },
     )),

@@ -14,7 +14,7 @@ import type { Artifact, Completion, LayerMetric, Progress } from '../../../opera
 import { loadBrown } from '../../../worker/data/corpora.js';
 import { numParameters } from '../../../worker/model/llama/weights.js';
 import { readSafetensors } from '../../../worker/formats/safetensors.js';
-import { loadAdapter, loadModel } from '../../../worker/modes/load-model.js';
+import { adapterToLora, loadAdapter, loadModel } from '../../../worker/modes/load-model.js';
 import { runTrain } from '../../../worker/modes/train.js';
 import { type TrainSpecFile } from '../../../worker/modes/train-inputs.js';
 import { WorkloadError } from '../../../worker/modes/workload.js';
@@ -149,6 +149,28 @@ describe('the train workload', function () {
     for (const k of ['perplexityMaximal', 'perplexityHeuristic', 'perplexityMinimal']) assert.ok(Number.isFinite(values[k]) && (values[k] as number) < (values.perplexityBefore as number), `${k}: ${values[k]} vs pruned ${values.perplexityBefore}`);
     assert.equal(values.perplexityAfter, values.perplexityHeuristic);
     assert.deepEqual(reporter.metricsSent.at(-1)?.layers.map((l) => l.rank), [6, 6]);
+  });
+
+  it('shears with subAdapter search writes the searched sub-adapter, no larger than the heuristic and no worse on held-out perplexity, and still reports each cut', async () => {
+    const reporter = await run(spec({ method: 'shears', adapter: { ...spec().adapter, rank: 8, alpha: 16 }, elastic: { rankChoices: [8, 6, 4], subAdapter: 'search' } }));
+    const out = join(root, 'out', 'run');
+    const model = await loadModel(join(out, 'model'));
+    assert.equal(modelSparsity(model.config, model.weights).percent, 50);
+    const adapter = await loadAdapter(join(out, 'adapter'), model.config);
+    const lora = adapterToLora(adapter.adapter);
+    let parameters = 0;
+    for (const m of lora.values()) {
+      assert.ok([8, 6, 4].includes(m.A.shape[0] as number), `rank ${m.A.shape[0]}`);
+      assert.ok(Math.abs(m.scaling - 2) < 1e-12, `scaling ${m.scaling}: alpha/r_max at every rank`);
+      parameters += (m.A.shape[0] as number) * ((m.A.shape[1] as number) + (m.B.shape[0] as number));
+    }
+    const heuristic = [...lora.values()].reduce((n, m) => n + 6 * ((m.A.shape[1] as number) + (m.B.shape[0] as number)), 0);
+    assert.ok(parameters <= heuristic, `${parameters} parameters vs the heuristic's ${heuristic}`);
+    const values = reporter.metricsSent.at(-1)?.values ?? {};
+    for (const k of ['perplexityMaximal', 'perplexityHeuristic', 'perplexityMinimal']) assert.ok(Number.isFinite(values[k]), `${k}: ${values[k]}`);
+    assert.ok((values.perplexityAfter as number) <= (values.perplexityHeuristic as number), `search ${values.perplexityAfter} vs heuristic ${values.perplexityHeuristic}`);
+    // Each block reports its q/k/v group's rank.
+    assert.deepEqual(reporter.metricsSent.at(-1)?.layers.map((l) => l.rank), [0, 1].map((l) => lora.get(`model.layers.${l}.self_attn.q_proj`)?.A.shape[0]));
   });
 
   it('qa-sparsepeft writes the merged model dequantized and its 4-bit codes, scales and zeros beside it, and reports the pruned and quantized perplexities', async () => {
