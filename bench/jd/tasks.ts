@@ -12,7 +12,7 @@ import { validateAdapterForBase } from '../../worker/formats/peft.js';
 import { type AdapterSource } from '../../worker/modes/eval.js';
 import { adapterToLora, loadModel } from '../../worker/modes/load-model.js';
 import { type CachedTaskAdapters } from '../../worker/modes/task-adapter-cache.js';
-import { brownTasks, relativePerformance, taskPerplexities } from '../../worker/modes/task-adapters.js';
+import { corpusTasks, relativePerformance, taskPerplexities, type TaskCorpus } from '../../worker/modes/task-adapters.js';
 import { type SessionCache } from '../../worker/onnx/session.js';
 
 export interface TaskSetting {
@@ -23,6 +23,7 @@ export interface TaskSetting {
 
 export interface TaskRow extends TaskSetting {
   n: number;
+  corpus: TaskCorpus;
   /** Mean relative reconstruction error over adapters × modules. */
   error: number;
   /** Mean relative performance over the adapters that improved on the base at all. */
@@ -76,7 +77,7 @@ function memoBundleSource(): AdapterSource {
 export async function taskTable(opts: { trained: CachedTaskAdapters; settings: readonly TaskSetting[]; kernels: JdKernels; cache: SessionCache; workDir: string; onRow?: (row: TaskRow) => void }): Promise<TaskRow[]> {
   const { trained } = opts;
   const n = trained.adapters.length;
-  const tasks = brownTasks(n);
+  const tasks = corpusTasks(trained.corpus, n);
   const model = await loadModel(trained.base);
   // Relative performance is a ratio of gains: defined only where the adapter helped at all.
   const helped = trained.adapters.map((a) => a.pplLora < a.pplBase);
@@ -91,7 +92,7 @@ export async function taskTable(opts: { trained: CachedTaskAdapters; settings: r
     const rel = trained.adapters.flatMap((a, i) => (helped[i] ? [relativePerformance(a.pplBase, ppl[i] as number, a.pplLora)] : []));
     const sorted = [...rel].sort((x, y) => x - y);
     const median = sorted.length ? ((sorted[(sorted.length - 1) >> 1] as number) + (sorted[sorted.length >> 1] as number)) / 2 : Number.NaN;
-    const row: TaskRow = { ...s, n, error: summary.meanErrorPercent / 100, relPerf: rel.length ? rel.reduce((x, y) => x + y, 0) / rel.length : Number.NaN, relPerfMedian: median, saved: summary.parameters.savedRatio, perAdapterSaved: summary.parameters.perAdapterSavedRatio, seconds };
+    const row: TaskRow = { ...s, n, corpus: trained.corpus, error: summary.meanErrorPercent / 100, relPerf: rel.length ? rel.reduce((x, y) => x + y, 0) / rel.length : Number.NaN, relPerfMedian: median, saved: summary.parameters.savedRatio, perAdapterSaved: summary.parameters.perAdapterSavedRatio, seconds };
     rows.push(row);
     opts.onRow?.(row);
   }

@@ -1,9 +1,10 @@
 // A collection of trained task adapters kept on disk between runs: the tiny pretrained base and
-// one LoRA per Brown document, trained once and reused by the jd bench (and anything else that
-// wants real adapters without paying for training again). The collection only grows: asking for
-// 500 after 100 trains adapters 100…499 and keeps the first 100, which are exactly what a single
-// run of 500 would have trained (brownTasks(n) is a prefix of brownTasks(500), and adapter i
-// always takes seed + i).
+// one LoRA per Brown document or State of the Union address, trained once and reused by the jd
+// bench (and anything else that wants real adapters without paying for training again). A Brown
+// collection only grows: asking for 500 after 100 trains adapters 100…499 and keeps the first 100,
+// which are exactly what a single run of 500 would have trained (brownTasks(n) is a prefix of
+// brownTasks(500), and adapter i always takes seed + i). SOTU counts pick addresses spread over the
+// years, so another count is another collection.
 //
 // Layout under `root`:  <key>/base/ (HF checkpoint)  <key>/adapters/<name>/ (PEFT)  <key>/index.json
 // where key hashes every setting that changes what is trained, so a change trains a new set. The
@@ -16,7 +17,7 @@ import { fileExists, readJsonFile, writeJsonAtomic } from '../formats/atomic-fil
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../formats/peft.js';
 import { type SessionCache } from '../onnx/session.js';
 import { pretrain } from './pretrain.js';
-import { brownTasks, TASK_DEFAULTS, type TaskAdapterResult, type TaskAdaptersResult, trainTaskAdapters } from './task-adapters.js';
+import { corpusTasks, TASK_DEFAULTS, type TaskAdapterResult, type TaskAdaptersResult, type TaskCorpus, trainTaskAdapters } from './task-adapters.js';
 
 /**
  * Bumped whenever training or pretraining code changes what a setting produces, so stale
@@ -32,8 +33,10 @@ export function tesseraCacheDir(): string {
 export interface CachedTaskAdaptersOptions {
   /** Cache root; default `tesseraCacheDir()/task-adapters`. */
   root?: string;
-  /** Brown documents (adapters) wanted: the first `count` of brownTasks. */
+  /** Adapters wanted: corpusTasks(corpus, count). */
   count: number;
+  /** Default brown. */
+  corpus?: TaskCorpus;
   rank?: number;
   steps?: number;
   learningRate?: number;
@@ -47,6 +50,8 @@ export interface CachedTaskAdaptersOptions {
 export interface CachedTaskAdapters extends TaskAdaptersResult {
   /** The pretrained base model directory the adapters belong to. */
   base: string;
+  /** Where the tasks came from: adapter i is for corpusTasks(corpus, count)[i]. */
+  corpus: TaskCorpus;
   /** Adapters trained by this call (0 when all came from the cache), and the seconds it took. */
   trainedNow: number;
   trainSeconds: number;
@@ -66,7 +71,7 @@ interface Index {
 
 export async function cachedTaskAdapters(opts: CachedTaskAdaptersOptions): Promise<CachedTaskAdapters> {
   const settings = {
-    version: TASK_CACHE_VERSION, base: 'tiny', baseSeed: 0, corpus: 'brown',
+    version: TASK_CACHE_VERSION, base: 'tiny', baseSeed: 0, corpus: opts.corpus ?? 'brown',
     rank: opts.rank ?? TASK_DEFAULTS.rank, steps: opts.steps ?? TASK_DEFAULTS.steps,
     learningRate: opts.learningRate ?? TASK_DEFAULTS.learningRate, seed: opts.seed ?? 0,
   };
@@ -74,7 +79,7 @@ export async function cachedTaskAdapters(opts: CachedTaskAdaptersOptions): Promi
   const dir = join(opts.root ?? join(tesseraCacheDir(), 'task-adapters'), key);
   const base = join(dir, 'base');
   const indexPath = join(dir, 'index.json');
-  const tasks = brownTasks(opts.count);
+  const tasks = corpusTasks(settings.corpus, opts.count);
   const started = performance.now();
 
   let index = await readIndex(indexPath, settings);
@@ -105,7 +110,7 @@ export async function cachedTaskAdapters(opts: CachedTaskAdaptersOptions): Promi
   }
   const adapters = index.adapters.slice(0, tasks.length).map((a) => ({ ...a, dir: join(dir, a.dir) }));
   return {
-    output: join(dir, 'adapters'), base, rank: index.rank, alpha: index.alpha, targetModules: index.targetModules, steps: index.steps, sequenceLength: index.sequenceLength,
+    output: join(dir, 'adapters'), base, corpus: settings.corpus, rank: index.rank, alpha: index.alpha, targetModules: index.targetModules, steps: index.steps, sequenceLength: index.sequenceLength,
     adapters, seconds: adapters.reduce((s, a) => s + a.seconds, 0), trainedNow, trainSeconds: trainedNow > 0 ? (performance.now() - started) / 1000 : 0,
   };
 }

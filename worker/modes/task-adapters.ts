@@ -179,6 +179,13 @@ export function sotuTasks(count: number, opts: CorpusTaskOptions = {}): Task[] {
   return indices.map((i) => documentTask(docs[i] as Document, opts.evalFraction ?? TASK_DEFAULTS.evalFraction, opts.maxChars ?? TASK_DEFAULTS.maxChars));
 }
 
+export type TaskCorpus = 'brown' | 'sotu';
+
+/** The tasks of a corpus: brownTasks or sotuTasks. */
+export function corpusTasks(corpus: TaskCorpus, count: number, opts: CorpusTaskOptions = {}): Task[] {
+  return corpus === 'sotu' ? sotuTasks(count, opts) : brownTasks(count, opts);
+}
+
 function checkCount(count: number, available: number, what: string): void {
   if (!Number.isInteger(count) || count < 1 || count > available) throw new Error(`count must be an integer in [1, ${available}] (${what}), got ${count}`);
 }
@@ -357,7 +364,7 @@ function positiveNumber(name: string): (v: string) => number {
 interface TaskAdaptersCli {
   model: string;
   output: string;
-  corpus: 'brown' | 'sotu';
+  corpus: TaskCorpus;
   count: number;
   rank: number;
   alpha?: number;
@@ -401,7 +408,7 @@ export function registerTaskAdapters(program: Command): Command {
       const stop = (): void => controller.abort();
       process.once('SIGTERM', stop);
       try {
-        const tasks = (o.corpus === 'sotu' ? sotuTasks : brownTasks)(o.count, { maxChars: o.maxChars });
+        const tasks = corpusTasks(o.corpus, o.count, { maxChars: o.maxChars });
         const targetModules = o.targetModules.split(',').map((s) => s.trim()).filter((s) => s !== '');
         const r = await trainTaskAdapters({ ...o, tasks, targetModules, progressBar: o.progress, signal: controller.signal });
         process.stdout.write(`${JSON.stringify(r)}\n`);
