@@ -1,8 +1,9 @@
 // Part (a) of the jd bench: wall time of our JD-Full / JD-Diag against a NumPy implementation of
 // the same algorithms (bench/reference/jd_numpy.py) on the same synthetic LoRA adapters, passed
 // through a safetensors file. One module slot of d = 512 (m = k = 512), adapters of rank 16,
-// 10 iterations, no early stop, float32 on both sides. Both sides get one warm-up run per setting
-// and the same number of threads (ORT intra-op threads; OPENBLAS/OMP/MKL_NUM_THREADS for NumPy);
+// 10 iterations, no early stop, float32 on both sides. Ours first runs the smallest setting
+// untimed until V8 has compiled the host code (a fresh process was up to 1.8× slower at n = 10);
+// both sides get WARMUPS untimed runs per setting and the same number of threads (ORT intra-op threads; OPENBLAS/OMP/MKL_NUM_THREADS for NumPy);
 // each setting then runs `repeats` times, ours and NumPy's alternating so load drifts hit both
 // alike, each after a pause that lets the other side's threads go idle, and the row reports the
 // medians.
@@ -81,7 +82,7 @@ class NumpyRunner {
 
   async run(file: string, method: string, rank: number, iterations: number): Promise<{ seconds: number; meanError: number; blas: string } | string> {
     if (this.failure) return `unavailable (${this.failure})`;
-    this.child.stdin.write(`${JSON.stringify({ file, method, rank, iterations })}\n`);
+    this.child.stdin.write(`${JSON.stringify({ file, method, rank, iterations, warmups: WARMUPS })}\n`);
     const line = await this.lines.next();
     if (line.done) return `unavailable (${this.failure ?? 'no reply'})`;
     return JSON.parse(line.value) as { seconds: number; meanError: number; blas: string };
@@ -99,6 +100,10 @@ class NumpyRunner {
  * after NumPy about 1.8× at n = 10.
  */
 const SETTLE_MS = 250;
+/** Untimed runs per setting and side before the timed ones. */
+const WARMUPS = 3;
+/** Untimed runs of the smallest setting, per method, before any setting is measured. */
+const RUNTIME_WARMUPS = 30;
 const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
 
 const median = (xs: readonly number[]): number => {
@@ -115,6 +120,17 @@ export async function timeVsNumpy(opts: TimingOptions): Promise<TimingResult> {
   const rows: TimingRow[] = [];
   let blas = opts.python ? 'unknown' : 'unavailable';
   try {
+    // A process-wide warm-up first, as a long-running worker has had: V8 optimizes the host code
+    // (packing, transposes, r×r algebra) only after many calls, and without this the first
+    // settings measured the compiler (n = 10 ran in 12-14 ms cold against 7.5 ms warm).
+    const small = adapters(Math.min(...opts.counts));
+    for (let w = 0; w < RUNTIME_WARMUPS; w++) {
+      for (const method of ['jd-full', 'jd-diag'] as const) {
+        const slot = await packSlot(kernels, 'q_proj', d, d, small);
+        const o = { rank: Math.min(...opts.ranks), iterations, tolerance: 0, seed: 0 };
+        await (method === 'jd-full' ? jdFull(kernels, slot, o) : jdDiag(kernels, slot, o));
+      }
+    }
     for (const n of opts.counts) {
       const factors = adapters(n);
       const file = join(dir, `adapters-${n}.safetensors`);
@@ -130,7 +146,9 @@ export async function timeVsNumpy(opts: TimingOptions): Promise<TimingResult> {
             const res = method === 'jd-full' ? await jdFull(kernels, slot, o) : await jdDiag(kernels, slot, o);
             return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, meanError: res.errors.reduce((a, b) => a + b, 0) / n };
           };
-          await run(1); // warm-up: builds and caches this shape's sessions (NumPy's server warms up likewise)
+          // Builds and caches this shape's sessions and lets V8 optimize the host code; NumPy's server
+          // makes as many untimed runs before its first timed one.
+          for (let w = 0; w < WARMUPS; w++) await run(iterations);
           const ours: number[] = [];
           const theirs: number[] = [];
           let last = { ours: { seconds: 0, meanError: 0 }, numpy: undefined as { seconds: number; meanError: number } | undefined };

@@ -6,7 +6,9 @@ adapters read from a safetensors file (B.{i} [m, r0], A.{i} [r0, k], scaling [n]
                                             gets), one JSON line {"seconds", "objective",
                                             "meanError", "blas"}
   jd_numpy.py --serve                       the same for each JSON request {"file", "method",
-                                            "rank", "iterations"} on stdin, one reply line each,
+                                            "rank", "iterations", "warmups"} on stdin (warmups:
+                                            untimed runs before the first timed one of a
+                                            setting), one reply line each,
                                             so runs can alternate with ours without a process
                                             start (and NumPy import) per run
 
@@ -148,7 +150,8 @@ def main():
                 files[req["file"]] = read_safetensors(req["file"])
             key = (req["file"], req["method"], req["rank"])
             if key not in warm:
-                timed(files[req["file"]], req["method"], req["rank"], 1)
+                for _ in range(req.get("warmups", 1)):
+                    timed(files[req["file"]], req["method"], req["rank"], req["iterations"])
                 warm.add(key)
             print(json.dumps(timed(files[req["file"]], req["method"], req["rank"], req["iterations"])), flush=True)
         return
