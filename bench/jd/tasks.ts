@@ -33,6 +33,11 @@ export interface TaskRow extends TaskSetting {
    * small change into a ratio of ±10, which moves the mean but not the median.
    */
   relPerfMedian: number;
+  /**
+   * The collection's summed gain kept, Σ(ppl_base − ppl_compressed) / Σ(ppl_base − ppl_lora) over
+   * the same adapters: weighted by each adapter's gain, so near-zero gains cannot swing it.
+   */
+  relPerfPooled: number;
   saved: number;
   perAdapterSaved: number;
   seconds: number;
@@ -90,9 +95,16 @@ export async function taskTable(opts: { trained: CachedTaskAdapters; settings: r
     const seconds = (performance.now() - t0) / 1000;
     const ppl = await taskPerplexities({ model, tasks, adapter: (t) => `${output}#${t.name}`, sources: [memoBundleSource()], sequenceLength: trained.sequenceLength, cache: opts.cache });
     const rel = trained.adapters.flatMap((a, i) => (helped[i] ? [relativePerformance(a.pplBase, ppl[i] as number, a.pplLora)] : []));
+    let kept = 0;
+    let gained = 0;
+    trained.adapters.forEach((a, i) => {
+      if (!helped[i]) return;
+      kept += a.pplBase - (ppl[i] as number);
+      gained += a.pplBase - a.pplLora;
+    });
     const sorted = [...rel].sort((x, y) => x - y);
     const median = sorted.length ? ((sorted[(sorted.length - 1) >> 1] as number) + (sorted[sorted.length >> 1] as number)) / 2 : Number.NaN;
-    const row: TaskRow = { ...s, n, corpus: trained.corpus, error: summary.meanErrorPercent / 100, relPerf: rel.length ? rel.reduce((x, y) => x + y, 0) / rel.length : Number.NaN, relPerfMedian: median, saved: summary.parameters.savedRatio, perAdapterSaved: summary.parameters.perAdapterSavedRatio, seconds };
+    const row: TaskRow = { ...s, n, corpus: trained.corpus, error: summary.meanErrorPercent / 100, relPerf: rel.length ? rel.reduce((x, y) => x + y, 0) / rel.length : Number.NaN, relPerfMedian: median, relPerfPooled: gained > 0 ? kept / gained : Number.NaN, saved: summary.parameters.savedRatio, perAdapterSaved: summary.parameters.perAdapterSavedRatio, seconds };
     rows.push(row);
     opts.onRow?.(row);
   }
@@ -112,8 +124,8 @@ export function bestSetting(rows: readonly TaskRow[], keep = 0.99): { row: TaskR
   return { row: compressing.reduce((a, b) => (b.relPerf > a.relPerf ? b : a)), met: false };
 }
 
-export const TASK_HEADER = `${'n'.padStart(4)} ${'method'.padEnd(8)} ${'rank'.padStart(4)} ${'clus'.padStart(4)} ${'error'.padStart(7)} ${'rel perf'.padStart(9)} ${'median'.padStart(7)} ${'saved'.padStart(7)} ${'per-ad'.padStart(7)} ${'compress s'.padStart(10)}`;
+export const TASK_HEADER = `${'n'.padStart(4)} ${'method'.padEnd(8)} ${'rank'.padStart(4)} ${'clus'.padStart(4)} ${'error'.padStart(7)} ${'rel perf'.padStart(9)} ${'median'.padStart(7)} ${'pooled'.padStart(7)} ${'saved'.padStart(7)} ${'per-ad'.padStart(7)} ${'compress s'.padStart(10)}`;
 
 export function formatTaskRow(r: TaskRow): string {
-  return `${String(r.n).padStart(4)} ${r.method.padEnd(8)} ${String(r.rank).padStart(4)} ${String(r.clusters).padStart(4)} ${r.error.toFixed(3).padStart(7)} ${r.relPerf.toFixed(3).padStart(9)} ${r.relPerfMedian.toFixed(3).padStart(7)} ${r.saved.toFixed(3).padStart(7)} ${r.perAdapterSaved.toFixed(3).padStart(7)} ${r.seconds.toFixed(1).padStart(10)}`;
+  return `${String(r.n).padStart(4)} ${r.method.padEnd(8)} ${String(r.rank).padStart(4)} ${String(r.clusters).padStart(4)} ${r.error.toFixed(3).padStart(7)} ${r.relPerf.toFixed(3).padStart(9)} ${r.relPerfMedian.toFixed(3).padStart(7)} ${r.relPerfPooled.toFixed(3).padStart(7)} ${r.saved.toFixed(3).padStart(7)} ${r.perAdapterSaved.toFixed(3).padStart(7)} ${r.seconds.toFixed(1).padStart(10)}`;
 }
