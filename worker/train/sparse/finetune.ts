@@ -13,14 +13,13 @@
 // sparsepeft and shears) and after, on the merged weights that get written.
 import { type Logger } from 'pino';
 import { type LinearModule } from '../../formats/hf-checkpoint.js';
-import { buildLoraAdapter, type LoraAdapter, loraConfig } from '../../formats/peft.js';
-import { makeTensor } from '../../formats/tensor.js';
+import { type LoraAdapter } from '../../formats/peft.js';
 import { type LlamaConfig, linearPath } from '../../model/llama/config.js';
 import { type LoraWeights, maskFeeds } from '../../model/llama/feeds.js';
-import { loraInputNames } from '../../model/llama/params.js';
 import { type WeightMap, type WeightTensor } from '../../model/llama/weights.js';
 import { evalPerplexity } from '../../modes/eval.js';
 import { type SessionCache } from '../../onnx/session.js';
+import { loraAdapterOf, type TrainedLora, trainedLora } from './lora-result.js';
 import { trainResuming } from './resume.js';
 import { type Progress, type TrainConfig } from '../loop.js';
 import { createLlamaTrainModel } from '../model-step.js';
@@ -148,25 +147,18 @@ export async function fineTune(opts: FineTuneOptions): Promise<FineTuneResult> {
   let losses: number[];
   let interrupted = false;
   let resumedFromStep = 0;
-  const lora = new Map<string, { A: WeightTensor; B: WeightTensor; scaling: number }>();
+  let lora: TrainedLora;
   try {
     const run = await trainResuming(model, opts);
     losses = run.losses;
     resumedFromStep = run.resumedFromStep;
     interrupted = losses.length < opts.training.steps;
-    for (const path of targets) {
-      const names = loraInputNames(path);
-      const tensor = (name: string): WeightTensor => ({ shape: model.shapes.get(name) as number[], data: Float32Array.from(model.params.get(name) as Float32Array) });
-      lora.set(path, { A: tensor(names.A), B: tensor(names.B), scaling: alpha / rank });
-    }
+    lora = trainedLora(model, targets, alpha / rank);
   } finally {
     await model.dispose();
   }
 
-  const adapter = buildLoraAdapter(
-    loraConfig({ r: rank, loraAlpha: alpha, targetModules: [...targetModules], baseModelNameOrPath: opts.baseModelName ?? null }),
-    [...lora].map(([name, m]) => ({ name, A: makeTensor('F32', [...m.A.shape], m.A.data), B: makeTensor('F32', [...m.B.shape], m.B.data) })),
-  );
+  const adapter = loraAdapterOf(lora, { rank, alpha, targetModules, ...(opts.baseModelName ? { baseModelName: opts.baseModelName } : {}) });
   if (interrupted) {
     return { merged: new Map(base), adapter, ...(pruning ? { pruning } : {}), sparsity: modelSparsity(c, base), perplexityBefore, perplexityAfter: Number.NaN, losses, interrupted, resumedFromStep };
   }

@@ -53,6 +53,22 @@ export function roundHalfEven(x: number): number {
 }
 
 /** s and z of a group from its values (find_params of the GPTQ reference, asymmetric). */
+/**
+ * groupParams of values[start, end), leaving out the entries whose keep[keepStart + (j − start)] is
+ * 0 (pruned: they stay exactly 0 and must not widen the range).
+ */
+function keptGroupParams(values: ArrayLike<number>, start: number, end: number, keep: ArrayLike<number> | undefined, keepStart: number, maxq: number): { scale: number; zero: number } {
+  let min = 0;
+  let max = 0;
+  for (let j = start; j < end; j++) {
+    if (keep && keep[keepStart + j - start] === 0) continue;
+    const w = values[j] as number;
+    if (w < min) min = w;
+    if (w > max) max = w;
+  }
+  return groupParams(min, max, maxq);
+}
+
 export function groupParams(min: number, max: number, maxq: number): { scale: number; zero: number } {
   let lo = Math.min(min, 0);
   let hi = Math.max(max, 0);
@@ -147,15 +163,7 @@ export function gptq(inp: GptqInput): QuantizedLinear & { weight: Float32Array }
       if (col % groupSize === 0) {
         const end = Math.min(i + groupSize, count);
         for (let r = 0; r < rows; r++) {
-          let min = 0;
-          let max = 0;
-          for (let j = i; j < end; j++) {
-            if (!kept(r * cols + i1 + j)) continue;
-            const w = W1[r * count + j] as number;
-            if (w < min) min = w;
-            if (w > max) max = w;
-          }
-          const p = groupParams(min, max, maxq);
+          const p = keptGroupParams(W1, r * count + i, r * count + end, inp.keep, r * cols + i1 + i, maxq);
           scales[r * groups + g] = p.scale;
           zeros[r * groups + g] = p.zero;
         }
@@ -204,15 +212,8 @@ export function roundToNearest(weight: Float32Array, rows: number, cols: number,
     zeros = new Uint8Array(rows * groups);
     for (let r = 0; r < rows; r++) {
       for (let g = 0; g < groups; g++) {
-        let min = 0;
-        let max = 0;
-        for (let j = g * groupSize; j < Math.min(cols, (g + 1) * groupSize); j++) {
-          if (keep && keep[r * cols + j] === 0) continue;
-          const w = weight[r * cols + j] as number;
-          if (w < min) min = w;
-          if (w > max) max = w;
-        }
-        const p = groupParams(min, max, maxq);
+        const start = r * cols + g * groupSize;
+        const p = keptGroupParams(weight, start, r * cols + Math.min(cols, (g + 1) * groupSize), keep, start, maxq);
         scales[r * groups + g] = p.scale;
         zeros[r * groups + g] = p.zero;
       }

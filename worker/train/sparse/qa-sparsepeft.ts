@@ -11,13 +11,13 @@
 // The mask is the pruning's (the pruned base's nonzeros), not the quantized base's: a kept weight
 // GPTQ happened to round to its group's zero code may still be trained away from it.
 import { LINEAR_MODULES } from '../../formats/hf-checkpoint.js';
-import { buildLoraAdapter, loraConfig } from '../../formats/peft.js';
 import { makeTensor, type Tensor } from '../../formats/tensor.js';
 import { type LlamaConfig, linearPath } from '../../model/llama/config.js';
 import { type Feeds, maskFeeds } from '../../model/llama/feeds.js';
-import { loraInputNames, loraQuantInputNames } from '../../model/llama/params.js';
+import { loraQuantInputNames } from '../../model/llama/params.js';
 import { type WeightMap, type WeightTensor } from '../../model/llama/weights.js';
 import * as nn from '../../onnx/index.js';
+import { loraAdapterOf, type TrainedLora, trainedLora } from './lora-result.js';
 import { trainResuming } from './resume.js';
 import { createLlamaTrainModel } from '../model-step.js';
 import { Rng } from '../rng.js';
@@ -89,25 +89,18 @@ export async function qaSparsePeftFineTune(opts: FineTuneOptions, pruned: Pruned
     masks: { loraMasks: targets, feeds: maskFeeds(new Map([...masks].map(([p, m]) => [p, { shape: (base.get(`${p}.weight`) as WeightTensor).shape, data: m }])), 'lora') },
     quant: { bits: settings.bits, feeds: quantGridFeeds(quantized.linears, targets) },
   });
-  const lora = new Map<string, { A: WeightTensor; B: WeightTensor; scaling: number }>();
+  let lora: TrainedLora;
   let losses: number[];
   let resumedFromStep = 0;
   try {
     const run = await trainResuming(model, opts);
     losses = run.losses;
     resumedFromStep = run.resumedFromStep;
-    for (const path of targets) {
-      const names = loraInputNames(path);
-      const tensor = (name: string): WeightTensor => ({ shape: model.shapes.get(name) as number[], data: Float32Array.from(model.params.get(name) as Float32Array) });
-      lora.set(path, { A: tensor(names.A), B: tensor(names.B), scaling: alpha / rank });
-    }
+    lora = trainedLora(model, targets, alpha / rank);
   } finally {
     await model.dispose();
   }
-  const adapter = buildLoraAdapter(
-    loraConfig({ r: rank, loraAlpha: alpha, targetModules: [...targetModules], baseModelNameOrPath: opts.baseModelName ?? null }),
-    [...lora].map(([name, m]) => ({ name, A: makeTensor('F32', [...m.A.shape], m.A.data), B: makeTensor('F32', [...m.B.shape], m.B.data) })),
-  );
+  const adapter = loraAdapterOf(lora, { rank, alpha, targetModules, ...(opts.baseModelName ? { baseModelName: opts.baseModelName } : {}) });
   const quantization = { settings, perplexityPruned: pruned.perplexityBefore, clamped: quantized.clamped, linears: quantized.linears, layers: quantized.layers };
   if (losses.length < opts.training.steps) {
     return { merged: new Map(base), adapter, pruning, sparsity: modelSparsity(c, base), perplexityBefore, perplexityAfter: Number.NaN, losses, interrupted: true, resumedFromStep, quantization };
